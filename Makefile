@@ -4,7 +4,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SPARK := $(BIN)/spark
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export PYTHONHASHSEED := 0
 # Debian packages the tests need: chromium (Panel apps, PDF printing), prometheus (promtool
 # and the scrape test), poppler-utils (pdftoppm/pdftotext for looking at reports).
