@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "spark_research.streams.cli",
     "spark_research.gates.cli",
     "spark_research.export.cli",
+    "spark_research.observability.cli",
     "spark_research.serve",
 )
 
