@@ -1,11 +1,30 @@
 """Deterministic historical backtests on vectorbt.
 
-Public surface::
+Public surface (imported lazily, so ``import spark_research.backtest.cli`` stays light)::
 
     from spark_research.backtest import run_backtest, Strategy, Param, Signals, STRATEGIES
 """
-from spark_research.backtest.engine import BacktestResult, run_backtest
-from spark_research.backtest.strategies import STRATEGIES, get_strategy
-from spark_research.backtest.strategy import Param, ParameterError, Signals, Strategy
+from __future__ import annotations
 
-__all__ = ["BacktestResult", "run_backtest", "STRATEGIES", "get_strategy", "Param", "ParameterError", "Signals", "Strategy"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BacktestResult": "spark_research.backtest.engine",
+    "run_backtest": "spark_research.backtest.engine",
+    "STRATEGIES": "spark_research.backtest.strategies",
+    "get_strategy": "spark_research.backtest.strategies",
+    "Param": "spark_research.backtest.strategy",
+    "ParameterError": "spark_research.backtest.strategy",
+    "Signals": "spark_research.backtest.strategy",
+    "Strategy": "spark_research.backtest.strategy",
+    "check_lookahead": "spark_research.backtest.lookahead",
+    "check_warmup": "spark_research.backtest.lookahead",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'spark_research.backtest' has no attribute {name!r}")
