@@ -1,0 +1,148 @@
+"""``spark backtest``, ``spark check``, ``spark golden check|update``, ``spark demo``, ``spark warm``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _parse_params(items: list[str] | None) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param expects NAME=VALUE, got {item!r}")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise SystemExit(f"--param {key}: {value!r} is not a number") from None
+    return out
+
+
+def _load(symbols: list[str], last: int | None):
+    from spark_research.data.store import load_sample
+
+    return {s: load_sample(s, n=last) for s in symbols}
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from spark_research.backtest.engine import run_backtest
+
+    bars = _load(args.symbols, args.last)
+    res = run_backtest(args.strategy, bars if len(bars) > 1 else next(iter(bars.values())), _parse_params(args.param),
+                       fees=args.fees, slippage=args.slippage, init_cash=args.cash, direction=args.direction, fill=args.fill)
+    print(f"{res.strategy} {res.params} on {res.symbols} ({res.fill} fills, {res.runtime_ms:.0f} ms)")
+    print(res.stats_frame().to_string())
+    if args.trades:
+        res.trades.to_csv(args.trades, index=False)
+        print(f"trades -> {args.trades}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from spark_research.backtest.lookahead import check_lookahead, check_warmup
+
+    bars = _load([args.symbol], args.last)[args.symbol]
+    params = _parse_params(args.param)
+    look = check_lookahead(args.strategy, bars, params, n_cuts=args.cuts)
+    warm = check_warmup(args.strategy, bars, params)
+    print(look)
+    print(warm)
+    verdict = "PASS" if look.passed else "FAIL (lookahead)"
+    print(f"verdict: {verdict}; load at least {warm.warmup} bars of history before the first signal you trust")
+    return 0 if look.passed else 1
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from spark_research.backtest import golden
+
+    strategies = args.strategies or None
+    if args.golden_command == "update":
+        for path in golden.update(strategies=strategies):
+            print(f"wrote {path}")
+        return 0
+    diffs = golden.check(strategies=strategies)
+    if diffs:
+        print(f"golden check FAILED: {len(diffs)} difference(s)")
+        for d in diffs:
+            print(f"  {d}")
+        print("if the change is intended: spark golden update, and commit golden/")
+        return 1
+    print("golden check passed: results are byte-identical to golden/")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from spark_research.backtest.engine import run_backtest
+    from spark_research.data.store import load_sample
+    from spark_research.views.backtest import result_layout, save_html
+
+    bars = load_sample(args.symbol)
+    res = run_backtest(args.strategy, bars)
+    print(f"demo research run: {res.strategy} {res.params} on {args.symbol}, {len(bars):,} 1-minute bars, "
+          f"fees {res.fees:.2%}, slippage {res.slippage:.2%}, {res.fill} fills")
+    print(res.stats_frame().to_string())
+    print(f"\nfirst trades:\n{res.trades.head(5).to_string(index=False)}")
+    out = save_html(result_layout(res), Path(args.out), title=f"{res.strategy} on {args.symbol}")
+    print(f"\nequity chart -> {out}")
+    return 0
+
+
+def _warm(args: argparse.Namespace) -> int:
+    """Compile (or load from numba's disk cache) every kernel the backtests use."""
+    t0 = time.perf_counter()
+    from spark_research.backtest.engine import run_backtest
+    from spark_research.backtest.strategies import STRATEGIES
+    from spark_research.data.synthetic import generate_bars
+
+    bars = generate_bars("BTCUSDT", n=2_000, seed=1)
+    multi = {s: generate_bars(s, n=500, seed=1) for s in ("BTCUSDT", "ETHUSDT")}
+    for name in STRATEGIES:
+        res = run_backtest(name, bars)
+        _ = res.stats, res.trades, res.orders, res.drawdown
+        _ = run_backtest(name, multi, direction="both").stats
+    print(f"numba kernels ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from_choices = ["sma_cross", "rsi_reversion", "donchian_breakout"]
+
+    bt = sub.add_parser("backtest", help="run one backtest on the sample data and print its stats")
+    bt.add_argument("strategy", choices=from_choices)
+    bt.add_argument("--symbols", nargs="+", default=["BTCUSDT"])
+    bt.add_argument("--param", action="append", metavar="NAME=VALUE")
+    bt.add_argument("--fees", type=float, default=0.001)
+    bt.add_argument("--slippage", type=float, default=0.0005)
+    bt.add_argument("--cash", type=float, default=10_000.0)
+    bt.add_argument("--direction", default="longonly", choices=["longonly", "shortonly", "both"])
+    bt.add_argument("--fill", default="next_open", choices=["next_open", "close"])
+    bt.add_argument("--last", type=int, help="use only the last N bars")
+    bt.add_argument("--trades", help="write the trades to this CSV")
+    bt.set_defaults(func=_backtest)
+
+    ck = sub.add_parser("check", help="lookahead and warm-up checks of a strategy")
+    ck.add_argument("strategy", choices=from_choices)
+    ck.add_argument("--symbol", default="BTCUSDT")
+    ck.add_argument("--param", action="append", metavar="NAME=VALUE")
+    ck.add_argument("--cuts", type=int, default=25, help="truncation points")
+    ck.add_argument("--last", type=int, default=10_000, help="bars to check on (default 10000)")
+    ck.set_defaults(func=_check)
+
+    gd = sub.add_parser("golden", help="check or update the golden result files")
+    gd.add_argument("golden_command", choices=["check", "update"])
+    gd.add_argument("strategies", nargs="*")
+    gd.set_defaults(func=_golden)
+
+    dm = sub.add_parser("demo", help="demo research run: stats table and an HTML equity chart")
+    dm.add_argument("--strategy", default="sma_cross", choices=from_choices)
+    dm.add_argument("--symbol", default="BTCUSDT")
+    dm.add_argument("--out", default="out/demo_equity.html")
+    dm.set_defaults(func=_demo)
+
+    wm = sub.add_parser("warm", help="compile/load numba kernels so later runs start fast")
+    wm.set_defaults(func=_warm)
