@@ -136,6 +136,7 @@ class AuditLog:
         self.path = Path(path) if path is not None else default_audit_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.last: AuditEntry | None = None  #: the last entry this object appended
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -168,7 +169,8 @@ class AuditLog:
                     raise
             except sqlite3.Error as exc:
                 raise AuditError(f"audit append to {self.path} failed for gate {gate!r}: {exc}") from exc
-        return AuditEntry(seq, ts_ns, actor, kind, gate, old_state, new_state, reason, orjson.loads(vals), prev, h)
+        self.last = AuditEntry(seq, ts_ns, actor, kind, gate, old_state, new_state, reason, orjson.loads(vals), prev, h)
+        return self.last
 
     def entries(self, *, gate: str | None = None, since_seq: int = 0, limit: int | None = None,
                 newest_first: bool = False) -> list[AuditEntry]:

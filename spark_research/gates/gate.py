@@ -223,7 +223,8 @@ class Gate:
         old = self.state
         decision = self._expire(now_ns)
         if decision is None and self.state == GateState.CLOSED and not self.manual_hold:
-            if self.closed_ns is not None and now_ns - self.closed_ns >= self.thresholds.cooldown_s * NS:
+            cooled = self.closed_ns is not None and now_ns - self.closed_ns >= self.thresholds.cooldown_s * NS
+            if cooled and self._data_fresh(now_ns):  # probation only on live data
                 self.rolling.clear()
                 self._events.clear()
                 self._errors = 0
@@ -267,6 +268,12 @@ class Gate:
         self._errors += is_error
         if len(self._events) > self.thresholds.window:
             self._errors -= self._events.popleft()
+
+    def _data_fresh(self, now_ns: int) -> bool:
+        limit = self.thresholds.max_stale_s
+        if limit is None:
+            return True
+        return self.last_data_ns is not None and now_ns - self.last_data_ns <= limit * NS
 
     def _expire(self, now_ns: int) -> Decision | None:
         """Fail closed on missing or stale data."""

@@ -1,0 +1,43 @@
+"""Helpers for the gates tests: drift records and gates on a fake clock."""
+from __future__ import annotations
+
+import pytest
+
+from spark_research.gates.audit import AuditLog, MemoryAudit
+from spark_research.gates.drift import FillDrift
+from spark_research.gates.gate import Gate, GateThresholds
+
+NS = 1_000_000_000
+T0 = 1_700_000_000 * NS
+
+
+def drift(bps: float = 1.0, pnl: float = 0.0, ts: int = T0, price: float = 100.0, order_id: str = "o") -> FillDrift:
+    """A live fill whose price is ``bps`` worse than paper, with PnL delta ``pnl``."""
+    abs_ = price * bps / 1e4
+    return FillDrift("sma_cross", "BTCUSDT", order_id, ts, "buy", 1.0, price, price + abs_, abs_, abs_, bps, pnl)
+
+
+@pytest.fixture
+def thresholds():
+    return GateThresholds(max_fill_drift_bps=50, max_drift_bps=10, max_price_drift_abs=None, max_pnl_delta=100,
+                          max_error_rate=0.5, min_events_for_rate=4, max_stale_s=120, window=5,
+                          min_fills_for_mean=3, cooldown_s=60, probation_fills=3, probation_size=0.25)
+
+
+@pytest.fixture
+def audit():
+    return MemoryAudit()
+
+
+@pytest.fixture
+def gate(thresholds, audit):
+    g = Gate("sma_cross", "BTCUSDT", thresholds, audit, created_ns=T0)
+    g.heartbeat(T0)
+    return g
+
+
+@pytest.fixture
+def sqlite_audit(tmp_path):
+    log = AuditLog(tmp_path / "audit" / "gates.db")
+    yield log
+    log.close()
