@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,30 @@ def all_queries(rules_dir: Path = RULES_DIR, dashboards_dir: Path = DASHBOARDS_D
     for path in dashboard_files(dashboards_dir):
         out.extend(dashboard_queries(load_dashboard(path), f"dashboards/{path.name}"))
     return out
+
+
+#: Grafana's built-in interval variables and the concrete range each stands for outside Grafana.
+GRAFANA_INTERVALS = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h"}
+_GRAFANA_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def expand_grafana_variables(expr: str, intervals: dict[str, str] | None = None) -> str:
+    """Replace ``$__rate_interval``, ``$__interval`` and ``$__range`` so Prometheus itself can run ``expr``.
+
+    Unknown variables are left alone (Prometheus will then reject the query, which is the point).
+
+    Example::
+
+        >>> expand_grafana_variables("rate(ws_msgs_total[$__rate_interval])")
+        'rate(ws_msgs_total[1m])'
+    """
+    values = {**GRAFANA_INTERVALS, **(intervals or {})}
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return values.get(name, m.group(0))
+
+    return _GRAFANA_VAR.sub(sub, expr)
 
 
 def undefined_metrics(queries: Iterable[tuple[str, str]], known: set[str] | None = None) -> list[tuple[str, str]]:

@@ -44,3 +44,28 @@ def test_rules(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 
 test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def check_queries(queries: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+    """Parse PromQL ``(source, expr)`` pairs with Prometheus' own parser (returncode 0 = all valid).
+
+    promtool has no offline "check expression" command, so each query becomes a recording rule
+    in a temporary rule file; Grafana interval variables are expanded first.
+
+    Example::
+
+        >>> check_queries([("demo", "rate(ws_msgs_total[$__rate_interval])")]).returncode
+        0
+    """
+    import tempfile
+
+    import yaml
+
+    from spark_research.observability.catalog import expand_grafana_variables
+
+    rules = [{"record": f"query:{i}", "expr": expand_grafana_variables(expr), "labels": {"source": source}}
+             for i, (source, expr) in enumerate(queries)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "queries.yml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "queries", "rules": rules}]}, sort_keys=False))
+        return check_rules(path)

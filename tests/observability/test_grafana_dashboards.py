@@ -137,3 +137,20 @@ def test_spark_dashboards_build_check_passes_on_the_committed_files():
     from spark_research.cli import main
 
     assert main(["dashboards", "build", "--check"]) == 0
+
+
+def test_every_dashboard_query_parses_with_prometheus_own_parser():
+    from spark_research.observability.catalog import all_queries
+    from spark_research.observability.promtool import check_queries
+
+    queries = [(s, e) for s, e in all_queries() if s.startswith("dashboards/")]
+    assert len(queries) >= 30
+    result = check_queries(queries)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_query_parse_check_rejects_bad_promql():
+    from spark_research.observability.promtool import check_queries
+
+    result = check_queries([("ok", "ws_conn_state"), ("bad", "sum by (le (rate(ws_gap_ms_bucket[5m]))")])
+    assert result.returncode != 0

@@ -94,3 +94,11 @@ def test_known_names_are_the_exposed_names_of_the_metrics_module():
     known = metrics.exposed_names()
     assert {"ws_msgs_total", "ingest_latency_ms_bucket", "ws_conn_state"} <= known
     assert "ws_msgs" not in known and "ingest_latency_ms" not in known
+
+
+def test_grafana_interval_variables_expand_to_durations():
+    from spark_research.observability.catalog import expand_grafana_variables
+
+    assert expand_grafana_variables("rate(a_total[$__rate_interval]) + increase(b_total[${__range}])") == \
+        "rate(a_total[1m]) + increase(b_total[1h])"
+    assert expand_grafana_variables("rate(a_total[$custom])") == "rate(a_total[$custom])"
