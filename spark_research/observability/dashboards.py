@@ -36,7 +36,6 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 from grafana_foundation_sdk.models import prometheus as prom_m
 
 from spark_research.observability.catalog import (
-    CAPABILITIES,
     DASHBOARDS_DIR,
     DATASOURCE_REF,
     DATASOURCE_VARIABLE,
@@ -253,7 +252,6 @@ BUILDERS: dict[str, Callable[[], dash_b.Dashboard]] = {
     "backtest": backtest_dashboard,
     "export": export_dashboard,
 }
-assert tuple(BUILDERS) == CAPABILITIES
 
 
 # --- output -----------------------------------------------------------------------------------
