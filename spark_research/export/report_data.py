@@ -1,0 +1,115 @@
+"""What a report notebook shows, computed here so the notebook stays thin.
+
+The report pipeline (:mod:`spark_research.export.report`) writes a backtest's artifacts to a
+directory; a report notebook loads them with :func:`load_backtest_artifacts` and renders
+tables and matplotlib charts (static PNGs: no browser, JavaScript or CDN needed).
+This module imports neither vectorbt nor Panel, so the report kernel starts fast.
+
+Example::
+
+    >>> import pandas as pd
+    >>> eq = pd.Series([100.0, 110.0, 99.0], index=pd.date_range("2024-01-30", periods=3, freq="D", tz="UTC"))
+    >>> monthly_returns(eq).round(4).to_dict("records")
+    [{'year': 2024, 'Jan': 0.1, 'Feb': -0.1}]
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass
+class BacktestArtifacts:
+    """A backtest as the report sees it: meta (strategy, params, stats), equity, drawdown, trades."""
+
+    meta: dict
+    equity: pd.Series
+    drawdown: pd.Series
+    trades: pd.DataFrame
+    trades_csv: str
+
+
+def write_backtest_artifacts(directory: Path, meta: dict, equity: pd.Series, drawdown: pd.Series,
+                             trades: pd.DataFrame, trades_csv: str) -> Path:
+    """Write what :func:`load_backtest_artifacts` reads (used by the report pipeline)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meta.json").write_text(json.dumps({**meta, "trades_csv": trades_csv}, default=str, indent=1))
+    pd.DataFrame({"equity": equity, "drawdown": drawdown}).rename_axis("timestamp").reset_index() \
+        .to_parquet(directory / "equity.parquet", index=False)
+    trades.to_parquet(directory / "trades.parquet", index=False)
+    return directory
+
+
+def load_backtest_artifacts(directory: str | Path) -> BacktestArtifacts:
+    """Load a backtest's artifacts written by the report pipeline."""
+    d = Path(directory)
+    meta = json.loads((d / "meta.json").read_text())
+    eq = pq.read_table(d / "equity.parquet").to_pandas().set_index("timestamp")
+    trades = pq.read_table(d / "trades.parquet").to_pandas()
+    return BacktestArtifacts(meta, eq["equity"], eq["drawdown"], trades, meta["trades_csv"])
+
+
+def stats_table(stats: dict) -> pd.DataFrame:
+    """Stats formatted for reading: percentages as %, counts as integers."""
+    pct = {"total_return", "cagr", "max_drawdown", "win_rate"}
+    rows = []
+    for k, v in stats.items():
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            text = "n/a"
+        elif k in pct:
+            text = f"{v * 100:.2f} %"
+        elif k == "trades":
+            text = f"{int(v)}"
+        else:
+            text = f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.2f}"
+        rows.append({"stat": k, "value": text})
+    return pd.DataFrame(rows).set_index("stat")
+
+
+def monthly_returns(equity: pd.Series) -> pd.DataFrame:
+    """Month-over-month returns of ``equity``: one row per year, one column per month."""
+    month_end = equity.resample("ME").last().dropna()
+    start = equity.iloc[:1]
+    rets = pd.concat([start, month_end]).pct_change().dropna()
+    rets = rets[~rets.index.duplicated(keep="last")]
+    df = pd.DataFrame({"year": rets.index.year, "month": rets.index.month, "ret": rets.to_numpy()})
+    table = df.pivot_table(index="year", columns="month", values="ret", aggfunc="sum")
+    table.columns = [_MONTHS[m - 1] for m in table.columns]
+    return table.reset_index()
+
+
+def trade_summary(trades: pd.DataFrame) -> pd.DataFrame:
+    """Counts, PnL and fees of the trades by side, plus an ``all`` row."""
+    def one(g: pd.DataFrame) -> dict:
+        return {"trades": len(g), "winners": int((g["pnl"] > 0).sum()), "losers": int((g["pnl"] < 0).sum()),
+                "total_pnl": float(g["pnl"].sum()), "fees": float((g["entry_fees"] + g["exit_fees"]).sum()),
+                "avg_return_pct": float(g["return"].mean() * 100) if len(g) else 0.0}
+
+    rows = {side: one(g) for side, g in trades.groupby("side", sort=True)}
+    rows["all"] = one(trades)
+    return pd.DataFrame(rows).T.rename_axis("side")
+
+
+def equity_figure(equity: pd.Series, drawdown: pd.Series, max_points: int = 4_000):
+    """A matplotlib figure: equity on top, drawdown (%) below; long series thinned for plotting."""
+    import matplotlib.pyplot as plt
+
+    step = max(1, len(equity) // max_points)
+    eq, dd = equity.iloc[::step], drawdown.iloc[::step]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 4.6), sharex=True, height_ratios=(2, 1))
+    ax1.plot(eq.index, eq.to_numpy(), lw=0.9, color="#1f5fa8")
+    ax1.set_ylabel("equity")
+    ax1.set_title("Equity and drawdown")
+    ax2.fill_between(dd.index, dd.to_numpy() * 100, 0, color="#c0392b", alpha=0.5, lw=0)
+    ax2.set_ylabel("drawdown %")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

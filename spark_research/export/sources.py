@@ -1,0 +1,430 @@
+"""What can be exported: a small registry of sources, each yielding Arrow record batches.
+
+A source is a function of validated keyword parameters returning a :class:`Source`: an
+Arrow schema, an iterator of record batches (read lazily, chunk by chunk, so memory stays
+flat whatever the row count) and, when cheap to know, the total row count for progress.
+
+Registered sources (``what`` in an export request):
+
+==================  ==========================================================================
+``bars``            OHLCV bars from the Parquet store
+``trades``          trade prints from the Parquet store
+``backtest_trades`` round trips of a backtest run on stored (or seeded synthetic) bars
+``synthetic_trades`` seeded synthetic fills (demos, tests, benchmarks), generated chunk by chunk
+``sweep_results``   optimizer sweep results under ``var/sweeps``
+``fills``           paper/live fills under ``var/gates``
+``audit_log``       the gates' append-only audit log (SQLite under ``var/audit``)
+==================  ==========================================================================
+
+Example::
+
+    >>> from spark_research.export.sources import open_source
+    >>> src = open_source("synthetic_trades", {"rows": 1_000, "seed": 1})
+    >>> src.total_rows, src.schema.names[:3]
+    (1000, ['ts', 'symbol', 'side'])
+    >>> sum(b.num_rows for b in src.batches)
+    1000
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from spark_research.config import settings
+from spark_research.export.errors import ExportParamError, ExportSourceError
+
+#: Rows per record batch read from a source.
+BATCH_ROWS = 65_536
+
+
+@dataclass
+class Source:
+    """Rows to export: ``schema``, lazily read ``batches`` and ``total_rows`` (None if unknown).
+
+    ``context`` carries source-specific extras a report needs (a backtest's stats and equity).
+    """
+
+    name: str
+    schema: pa.Schema
+    batches: Iterable[pa.RecordBatch]
+    total_rows: int | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceParam:
+    """One accepted parameter of a source: name, type, default, whether required."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any = None
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A registered source: its function, parameters and one-line description."""
+
+    name: str
+    fn: Callable[..., Source]
+    params: tuple[SourceParam, ...]
+    description: str
+
+
+#: ``what`` -> source, filled by :func:`register_source`.
+SOURCES: dict[str, SourceSpec] = {}
+
+
+def register_source(name: str, params: tuple[SourceParam, ...] = (), description: str = "") -> Callable:
+    """Decorator registering ``fn(**params) -> Source`` as export source ``name``.
+
+    Example::
+
+        >>> @register_source("ones", (SourceParam("rows", int, 3),), "a column of ones")
+        ... def ones(rows):
+        ...     t = pa.table({"one": [1] * rows})
+        ...     return Source("ones", t.schema, t.to_batches(), rows)
+        >>> open_source("ones", {}).total_rows
+        3
+        >>> _ = SOURCES.pop("ones")
+    """
+
+    def deco(fn: Callable[..., Source]) -> Callable[..., Source]:
+        SOURCES[name] = SourceSpec(name, fn, tuple(params), description or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return deco
+
+
+def _check_type(field_name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ExportParamError(field_name, value, f"must be of type {' or '.join(k.__name__ for k in kinds)}")
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kinds):
+        raise ExportParamError(field_name, value, f"must be of type {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+def validate_params(what: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` against source ``what``; return them with defaults filled in.
+
+    Raises :class:`ExportParamError` naming the field (``what`` or ``parameters.<name>``).
+
+    Example::
+
+        >>> validate_params("synthetic_trades", {"rows": 10})["seed"]
+        42
+    """
+    if not isinstance(what, str) or what not in SOURCES:
+        raise ExportParamError("what", what, f"must be one of {sorted(SOURCES)}")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise ExportParamError("parameters", params, "must be a JSON object")
+    spec = SOURCES[what]
+    known = {p.name: p for p in spec.params}
+    for key in params:
+        if key not in known:
+            raise ExportParamError(f"parameters.{key}", params[key],
+                                   f"unknown parameter of {what!r}; accepted: {sorted(known)}")
+    out: dict[str, Any] = {}
+    for p in spec.params:
+        if params.get(p.name) is None:
+            if p.required:
+                raise ExportParamError(f"parameters.{p.name}", None, f"required by {what!r}")
+            out[p.name] = p.default
+        else:
+            out[p.name] = _check_type(f"parameters.{p.name}", params[p.name], p.kind)
+    return out
+
+
+def open_source(what: str, params: Mapping[str, Any] | None = None) -> Source:
+    """Validate ``params`` and open source ``what`` (rows are read when ``batches`` is iterated)."""
+    clean = validate_params(what, params)
+    return SOURCES[what].fn(**clean)
+
+
+def from_table(name: str, table: pa.Table | pd.DataFrame, batch_rows: int = BATCH_ROWS,
+               context: dict[str, Any] | None = None) -> Source:
+    """A source over an in-memory table or DataFrame (already small enough to hold).
+
+    Example::
+
+        >>> from_table("t", pd.DataFrame({"a": [1, 2]})).total_rows
+        2
+    """
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    return Source(name, table.schema, table.to_batches(max_chunksize=batch_rows), table.num_rows, context or {})
+
+
+def from_parquet(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], name: str = "parquet",
+                 columns: list[str] | None = None, batch_rows: int = BATCH_ROWS) -> Source:
+    """A source streaming Parquet file(s) batch by batch; the row count comes from the footers.
+
+    Not registered for HTTP use (it takes file paths); the library, CLI and benchmark use it.
+
+    Example::
+
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "t.parquet"
+        >>> pq.write_table(pa.table({"a": [1, 2, 3]}), path)
+        >>> from_parquet(path).total_rows
+        3
+    """
+    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not files:
+        raise ExportSourceError(f"no Parquet files for source {name!r}")
+    metas = [pq.ParquetFile(f) for f in files]
+    schema = metas[0].schema_arrow if columns is None else pa.schema([metas[0].schema_arrow.field(c) for c in columns])
+    total = sum(m.metadata.num_rows for m in metas)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for m in metas:
+            for b in m.iter_batches(batch_size=batch_rows, columns=columns):
+                yield b.cast(schema) if b.schema != schema else b
+
+    return Source(name, schema, batches(), total)
+
+
+# ------------------------------------------------------------------------- store: bars, trades
+def _utc(value: str | None, field_name: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ExportParamError(field_name, value, f"not a timestamp: {exc}") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _store_source(kind: str, time_col: str, symbol: str | None, start: str | None, end: str | None) -> Source:
+    root = settings().store_dir / kind
+    lo, hi = _utc(start, "parameters.start"), _utc(end, "parameters.end")
+    if lo is not None and hi is not None and hi <= lo:
+        raise ExportParamError("parameters.end", end, f"must be after start {start!r}")
+    symbols = sorted(p.name.split("=", 1)[1] for p in root.glob("symbol=*")) if root.is_dir() else []
+    if symbol is not None:
+        if symbol not in symbols:
+            raise ExportParamError("parameters.symbol", symbol, f"no {kind} stored; stored symbols: {symbols}")
+        symbols = [symbol]
+    files: list[Path] = []
+    for sym in symbols:
+        for part in sorted((root / f"symbol={sym}").glob("month=*")):
+            month = pd.Timestamp(part.name.split("=", 1)[1] + "-01", tz="UTC")
+            if (hi is not None and month >= hi) or (lo is not None and month + pd.offsets.MonthBegin(1) <= lo):
+                continue  # partition entirely outside [start, end)
+            files.extend(sorted(part.glob("*.parquet")))
+    if not files:
+        raise ExportSourceError(f"no {kind} in {root} for symbol={symbol!r} start={start!r} end={end!r}")
+    src = from_parquet(files, name=kind)
+    if lo is None and hi is None:
+        return src
+    def keep(b: pa.RecordBatch) -> pa.RecordBatch:
+        mask = None
+        col = b.column(time_col)
+        if lo is not None:
+            mask = pc.greater_equal(col, pa.scalar(lo.to_pydatetime(), col.type))
+        if hi is not None:
+            m2 = pc.less(col, pa.scalar(hi.to_pydatetime(), col.type))
+            mask = m2 if mask is None else pc.and_(mask, m2)
+        return b.filter(mask)
+
+    # With a time filter the footers cannot give the total: count it exactly with one cheap
+    # pass over the time column only (constant memory, a few ms per million rows).
+    total = 0
+    for f in files:
+        for b in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=[time_col]):
+            total += keep(b).num_rows
+    return Source(kind, src.schema, (kb for b in src.batches if (kb := keep(b)).num_rows), total)
+
+
+_STORE_PARAMS = (
+    SourceParam("symbol", str, None, help="one symbol (default: all stored symbols)"),
+    SourceParam("start", str, None, help="inclusive start time, UTC"),
+    SourceParam("end", str, None, help="exclusive end time, UTC"),
+)
+
+
+@register_source("bars", _STORE_PARAMS, "OHLCV bars from the Parquet store")
+def bars_source(symbol: str | None, start: str | None, end: str | None) -> Source:
+    """Stored bars of ``symbol`` (or all symbols) with ``start <= timestamp < end``."""
+    return _store_source("bars", "timestamp", symbol, start, end)
+
+
+@register_source("trades", _STORE_PARAMS, "trade prints from the Parquet store")
+def trades_source(symbol: str | None, start: str | None, end: str | None) -> Source:
+    """Stored trade prints of ``symbol`` (or all symbols) with ``start <= ts < end``."""
+    return _store_source("trades", "ts", symbol, start, end)
+
+
+# ------------------------------------------------------------------------- synthetic fills
+SYNTHETIC_SCHEMA = pa.schema([
+    ("ts", pa.timestamp("ns", tz="UTC")), ("symbol", pa.string()), ("side", pa.string()),
+    ("price", pa.float64()), ("qty", pa.float64()), ("fee", pa.float64()), ("id", pa.int64()),
+])
+
+
+def synthetic_fill_batches(rows: int, seed: int = 42, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"),
+                           batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Seeded fills (``ts, symbol, side, price, qty, fee, id``) generated one batch at a time.
+
+    Batch *i* draws from its own generator seeded ``(seed, i)``: the same ``rows`` and
+    ``seed`` give the same bytes whatever the consumer does.
+    """
+    from spark_research.data.synthetic import generate_trades
+
+    t0 = pd.Timestamp("2024-01-01")  # naive: generate_trades localises to UTC
+    done, i = 0, 0
+    while done < rows:
+        n = min(batch_rows, rows - done)
+        sym = symbols[i % len(symbols)]
+        tr = generate_trades(sym, n=n, seed=seed * 1_000_003 + i, start=t0 + pd.Timedelta(minutes=25 * i))  # 65,536 fills at 50/s span < 25 min
+        fee = np.round(tr["price"].to_numpy() * tr["qty"].to_numpy() * 0.0004, 8)
+        yield pa.record_batch([
+            pa.array(tr["ts"].to_numpy(dtype="datetime64[ns]"), pa.timestamp("ns")).cast(SYNTHETIC_SCHEMA.field("ts").type),
+            pa.array(tr["symbol"].to_numpy(dtype=object), pa.string()),
+            pa.array(tr["side"].to_numpy(dtype=object), pa.string()),
+            pa.array(tr["price"].to_numpy()), pa.array(tr["qty"].to_numpy()), pa.array(fee),
+            pa.array(np.arange(done + 1, done + n + 1, dtype=np.int64)),
+        ], schema=SYNTHETIC_SCHEMA)
+        done += n
+        i += 1
+
+
+@register_source("synthetic_trades", (
+    SourceParam("rows", int, 10_000, help="number of fills"),
+    SourceParam("seed", int, 42),
+    SourceParam("fail_after", int, None, help="raise after this many rows (fault drills)"),
+), "seeded synthetic fills for demos, tests and benchmarks")
+def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Source:
+    """``rows`` seeded fills; ``fail_after`` makes the source fail part-way (fault drills)."""
+    if not 1 <= rows <= 100_000_000:
+        raise ExportParamError("parameters.rows", rows, "must be in [1, 100000000]")
+    if fail_after is not None and fail_after < 0:
+        raise ExportParamError("parameters.fail_after", fail_after, "must be >= 0")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        done = 0
+        for b in synthetic_fill_batches(rows, seed):
+            if fail_after is not None and done + b.num_rows > fail_after:
+                raise ExportSourceError(f"synthetic_trades: injected failure after {done} rows (fail_after={fail_after})")
+            done += b.num_rows
+            yield b
+
+    return Source("synthetic_trades", SYNTHETIC_SCHEMA, batches(), rows)
+
+
+# ------------------------------------------------------------------------- backtest trades
+@register_source("backtest_trades", (
+    SourceParam("strategy", str, "sma_cross"),
+    SourceParam("symbol", str, "BTCUSDT"),
+    SourceParam("params", dict, None, help="strategy parameters (default: the strategy's defaults)"),
+    SourceParam("start", str, None), SourceParam("end", str, None),
+    SourceParam("fees", float, 0.001), SourceParam("slippage", float, 0.0005),
+    SourceParam("direction", str, "longonly", help="longonly, shortonly or both"),
+    SourceParam("synthetic_bars", int, None, help="use this many seeded synthetic bars instead of the store"),
+    SourceParam("seed", int, 42),
+), "round trips of a backtest on stored or seeded synthetic bars")
+def backtest_trades_source(strategy: str, symbol: str, params: dict | None, start: str | None, end: str | None,
+                           fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
+    """Run a backtest and export its trades; ``context`` keeps stats, equity and drawdown for reports."""
+    from spark_research.backtest import ParameterError, get_strategy, run_backtest
+    from spark_research.data import BarStore, generate_bars
+
+    if direction not in ("longonly", "shortonly", "both"):
+        raise ExportParamError("parameters.direction", direction, "must be longonly, shortonly or both")
+    try:
+        get_strategy(strategy)
+    except (KeyError, ValueError) as exc:
+        raise ExportParamError("parameters.strategy", strategy, str(exc)) from exc
+    if synthetic_bars is not None:
+        if not 100 <= synthetic_bars <= 5_000_000:
+            raise ExportParamError("parameters.synthetic_bars", synthetic_bars, "must be in [100, 5000000]")
+        bars = generate_bars(symbol, n=synthetic_bars, seed=seed)
+    else:
+        store = BarStore(settings().store_dir)
+        if symbol not in store.symbols("bars"):
+            raise ExportSourceError(f"no bars stored for symbol {symbol!r} in {store.root}")
+        bars = store.load_bars(symbol, start=start, end=end)
+    try:
+        res = run_backtest(strategy, bars, params or {}, fees=fees, slippage=slippage, direction=direction)
+    except ParameterError as exc:
+        raise ExportParamError("parameters.params", params, str(exc)) from exc
+    trades = res.trades
+    ctx = {"stats": res.stats, "equity": res.equity, "drawdown": res.drawdown, "strategy": res.strategy,
+           "params": res.params, "symbols": res.symbols, "bars": len(bars)}
+    return from_table("backtest_trades", trades, context=ctx)
+
+
+# ------------------------------------------------------------------------- other capabilities' files
+def _parquet_under(base: Path, what: str) -> list[Path]:
+    files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
+    if not files:
+        raise ExportSourceError(f"no {what} found under {base}")
+    return files
+
+
+@register_source("sweep_results", (SourceParam("sweep_id", str, None, help="one sweep (default: all)"),),
+                 "optimizer sweep results under var/sweeps")
+def sweep_results_source(sweep_id: str | None) -> Source:
+    """Results of optimizer sweeps (one row per parameter combination)."""
+    base = settings().var_dir / "sweeps"
+    if sweep_id is not None:
+        if not sweep_id.replace("-", "").replace("_", "").isalnum():
+            raise ExportParamError("parameters.sweep_id", sweep_id, "must be letters, digits, '-' or '_'")
+        base = base / sweep_id
+    return from_parquet(_parquet_under(base, "sweep results"), name="sweep_results")
+
+
+@register_source("fills", (SourceParam("symbol", str, None),), "paper/live fills under var/gates")
+def fills_source(symbol: str | None) -> Source:
+    """Paper and live fills recorded by the gates."""
+    src = from_parquet(_parquet_under(settings().var_dir / "gates", "fills"), name="fills")
+    if symbol is None:
+        return src
+    return Source("fills", src.schema, (f for b in src.batches if (f := b.filter(pc.equal(b.column("symbol"), symbol))).num_rows))
+
+
+@register_source("audit_log", (), "the gates' append-only audit log (SQLite under var/audit)")
+def audit_log_source() -> Source:
+    """Every audit record of the gates, oldest first, read with a cursor in batches."""
+    base = settings().var_dir / "audit"
+    dbs = sorted(p for ext in ("*.sqlite", "*.sqlite3", "*.db") for p in base.glob(ext)) if base.is_dir() else []
+    if not dbs:
+        raise ExportSourceError(f"no audit log database under {base}")
+    con = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True, check_same_thread=False)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    table = "audit" if "audit" in tables else (tables[0] if tables else None)
+    if table is None:
+        raise ExportSourceError(f"audit log {dbs[0]} has no table")
+    total = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    cur = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid')
+    names = [d[0] for d in cur.description]
+    first = cur.fetchmany(BATCH_ROWS)
+    schema = pa.Table.from_pylist([dict(zip(names, r)) for r in first[:1000]]).schema if first else \
+        pa.schema([(n, pa.string()) for n in names])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        rows = first
+        try:
+            while rows:
+                cols = list(zip(*rows))
+                yield pa.record_batch([pa.array(c, type=schema.field(i).type) for i, c in enumerate(cols)], schema=schema)
+                rows = cur.fetchmany(BATCH_ROWS)
+        finally:
+            con.close()
+
+    return Source("audit_log", schema, batches(), total)
