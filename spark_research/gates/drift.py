@@ -146,6 +146,9 @@ def match_fills(paper: pd.DataFrame, live: pd.DataFrame, *, tolerance: str | pd.
         if missing:
             raise InvalidMeasurementError(f"{name} fills lack column(s) {missing}")
     p = paper.copy()
+    live = live.copy()
+    for df in (p, live):  # exports parse to us, engines produce ns: one resolution for merge_asof
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).astype("datetime64[ns, UTC]")
     p["paper_fee_per_unit"] = np.where(p["size"] > 0, p["fees"] / p["size"], 0.0)
     keep = ["symbol", "side", "price", "paper_fee_per_unit"]
     common = set()

@@ -2,7 +2,7 @@
 
 :class:`PaperLiveSession` takes closed bars through :meth:`~PaperLiveSession.on_bar` (wire it
 to any bar source: a replayed frame, the streams package's bar callback). Each paper fill
-becomes a live order through a :class:`~spark_research.gates.venue.GuardedVenue`; each live
+becomes a live order, checked by the gate first (refused while CLOSED, scaled in probation); each live
 fill's drift against its paper fill goes to the gate, whose decisions can refuse the next order.
 Time is the bars' time, so a replay is deterministic.
 
@@ -31,7 +31,7 @@ from spark_research.gates.errors import OrderRefusedError, OrderRejectedError
 from spark_research.gates.gate import Gate, GateBook, GateThresholds
 from spark_research.gates.model import Fill, Order, fills_frame
 from spark_research.gates.paper import PaperEngine, bar_timestamp_ns
-from spark_research.gates.venue import ExecutionVenue, GuardedVenue
+from spark_research.gates.venue import ExecutionVenue
 
 
 class PaperLiveSession:
@@ -39,11 +39,12 @@ class PaperLiveSession:
 
     def __init__(self, engine: PaperEngine, venue: ExecutionVenue, gate: Gate):
         self.engine, self.gate = engine, gate
-        self.venue = GuardedVenue(venue, gate)
+        self.venue = venue
         self.paper_fills: list[Fill] = []
         self.live_fills: list[Fill] = []
         self.drifts: list[FillDrift] = []
         self.refused: list[Order] = []
+        self.sent: list[tuple[Order, str]] = []  #: orders the venue accepted, with the gate state then
         self.errors: list[tuple[int, str]] = []
         self.live_position = 0.0
         self.states: list[tuple[int, str]] = []
@@ -88,8 +89,12 @@ class PaperLiveSession:
                     return []
                 # closing a position is never scaled down, only refused while CLOSED
                 self.gate.check_order(ts)
-                fills = self.venue.venue.submit(order)
+                self.sent.append((order, self.gate.state.name))
+                fills = self.venue.submit(order)
             else:
+                factor = self.gate.check_order(ts)
+                order = Order(order.order_id, order.strategy, order.symbol, ts, "buy", order.size * factor, ref)
+                self.sent.append((order, self.gate.state.name))
                 fills = self.venue.submit(order)
         except OrderRefusedError:
             self.refused.append(order)
@@ -136,3 +141,22 @@ class PaperLiveSession:
         df = pd.DataFrame(self.states, columns=["ts", "state"])
         df.insert(0, "timestamp", pd.to_datetime(df.pop("ts").astype("int64"), utc=True))
         return df
+
+
+def stream_bar_callback(session: PaperLiveSession, interval: str = "1m"):
+    """A ``callback(bar)`` for the streams package's ``IngestClient.on_bar``: feeds closed bars of
+    ``interval`` and the session's symbol to :meth:`PaperLiveSession.on_bar`.
+
+    Duck-typed on the bar (``symbol``, ``interval``, ``as_row()``), so gates does not import streams.
+
+    Example::
+
+        client.on_bar(stream_bar_callback(session, interval="1s"))
+    """
+    symbol = session.engine.symbol
+
+    def on_bar(bar: Any) -> None:
+        if getattr(bar, "interval", interval) == interval and bar.symbol == symbol:
+            session.on_bar(bar.as_row())
+
+    return on_bar

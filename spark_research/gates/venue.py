@@ -93,7 +93,7 @@ class SimulatedVenue:
         sign = 1.0 if order.side == "buy" else -1.0
         fills, t_ms, remaining = [], 0.0, order.size
         for i, frac in enumerate(fractions):
-            t_ms += max(0.0, rng.normal(c.latency_ms, c.latency_jitter_ms))
+            t_ms += max(0.05, rng.normal(c.latency_ms, c.latency_jitter_ms))  # a wire is never instant
             slip = max(0.0, rng.normal(c.slippage_bps, c.slippage_std_bps))
             noise = c.vol_bps_per_sqrt_s * math.sqrt(t_ms / 1e3) * rng.standard_normal()
             price = order.ref_price * (1.0 + (sign * slip + noise) / 1e4)
@@ -194,7 +194,7 @@ def load_fills_csv(path: str | Path, *, strategy: str = "", venue: str = "csv") 
         bad = np.flatnonzero(values <= 0)
         if bad.size:
             i = int(bad[0])
-            raise FillsImportError(f"{path}: row {i + 2}: field {field!r} = {values[i]!r} must be > 0")
+            raise FillsImportError(f"{path}: row {i + 2}: field {field!r} = {float(values[i])!r} must be > 0")
     fees = _number(raw[found["fees"]], "fees", path) if "fees" in found else np.zeros(len(raw))
     df = pd.DataFrame({
         "symbol": raw[found["symbol"]].str.strip().str.upper().to_numpy(),
