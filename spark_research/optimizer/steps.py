@@ -1,0 +1,77 @@
+"""One sweep step: a chunk of combinations for one symbol, evaluated in one call on a worker.
+
+The fused numba kernels (:mod:`spark_research.optimizer.fused`) evaluate a step when the
+strategy has one, the engine options are ``run_backtest``'s defaults and the objective is
+one of :data:`FUSED_STATS`; otherwise the step loops ``run_backtest`` (every stat, any
+strategy class importable on the workers).
+
+Example::
+
+    >>> import pandas as pd
+    >>> from spark_research.data import generate_bars
+    >>> bars = generate_bars("BTCUSDT", n=2_000, seed=1).set_index("timestamp")
+    >>> out = evaluate_step("sma_cross", "BTCUSDT", bars, pd.DataFrame({"fast": [5], "slow": [30]}))
+    >>> out["table"][["symbol", "fast", "slow", "trades"]].to_dict("records")
+    [{'symbol': 'BTCUSDT', 'fast': 5, 'slow': 30, 'trades': 26}]
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spark_research.backtest import get_strategy, run_backtest
+from spark_research.backtest.engine import STAT_FIELDS
+from spark_research.optimizer.fused import FUSED_STATS, evaluate_fused, supports
+
+
+def uses_fused(strategy: str, objective: str) -> bool:
+    """True when a sweep of ``strategy`` judged by ``objective`` runs on a fused kernel."""
+    name = get_strategy(strategy).name
+    return supports(name) and objective in FUSED_STATS and get_strategy(name) is get_strategy(strategy)
+
+
+def evaluate_step(
+    strategy: str,
+    symbol: str,
+    bars: pd.DataFrame,
+    combos: pd.DataFrame,
+    *,
+    objective: str = "sharpe",
+    fees: float = 0.001,
+    slippage: float = 0.0005,
+    init_cash: float = 10_000.0,
+    checkpoints: np.ndarray | None = None,
+    force_engine: bool = False,
+) -> dict[str, Any]:
+    """Evaluate every row of ``combos`` on ``bars``; returns ``{"table", "values", "ms"}``.
+
+    ``table``: ``symbol``, the parameter columns and the stats (fused: :data:`FUSED_STATS`,
+    engine: every stat of ``run_backtest``). ``values``: portfolio value at ``checkpoints``
+    (bars x combos) or None. ``ms``: wall time on the worker. Any invalid combination raises
+    ``ParameterError`` naming it, which fails the step (and its job).
+    """
+    t0 = time.perf_counter()
+    strat = get_strategy(strategy)
+    for combo in combos.to_dict("records"):
+        strat.resolve(combo)  # raises ParameterError naming the bad combination
+    values = None
+    if not force_engine and uses_fused(strategy, objective):
+        res = evaluate_fused(strat.name, bars, combos, fees=fees, slippage=slippage, init_cash=init_cash,
+                             checkpoints=checkpoints)
+        stats, values = res if checkpoints is not None else (res, None)
+    else:
+        rows, cols = [], []
+        for combo in combos.to_dict("records"):
+            r = run_backtest(strategy, bars, combo, fees=fees, slippage=slippage, init_cash=init_cash)
+            rows.append(r.stats)
+            if checkpoints is not None:
+                cols.append(r.equity.to_numpy()[np.asarray(checkpoints, dtype=np.int64)])
+        stats = pd.DataFrame(rows, columns=list(STAT_FIELDS), index=combos.index)
+        if checkpoints is not None:
+            values = np.column_stack(cols) if cols else np.empty((len(checkpoints), 0))
+    table = pd.concat([combos.reset_index(drop=True), stats.reset_index(drop=True)], axis=1)
+    table.insert(0, "symbol", symbol)
+    return {"table": table, "values": values, "ms": (time.perf_counter() - t0) * 1e3}
