@@ -77,10 +77,10 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
     table = pa.Table.from_batches(batches, schema=src.schema)
     src.batches = iter(batches)
     write_csv(src, directory / ATTACHMENT_NAME, progress=progress)
-    ctx = src.context
-    meta = {"strategy": ctx["strategy"], "params": ctx["params"], "symbols": ctx["symbols"], "bars": ctx["bars"],
-            "stats": ctx["stats"], "request": dict(params)}
-    return write_backtest_artifacts(directory, meta, ctx["equity"], ctx["drawdown"], table.to_pandas(), ATTACHMENT_NAME)
+    res = src.context["result"]
+    meta = {"strategy": res.strategy, "params": res.params, "symbols": res.symbols, "bars": src.context["bars"],
+            "stats": res.stats, "request": dict(params)}
+    return write_backtest_artifacts(directory, meta, res.equity, res.drawdown, table.to_pandas(), ATTACHMENT_NAME)
 
 
 def render_report(kind: str, params: Mapping[str, Any] | None, out: str | os.PathLike[str], *,

@@ -340,7 +340,7 @@ def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Sou
 ), "round trips of a backtest on stored or seeded synthetic bars")
 def backtest_trades_source(strategy: str, symbol: str, params: dict | None, start: str | None, end: str | None,
                            fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
-    """Run a backtest and export its trades; ``context`` keeps stats, equity and drawdown for reports."""
+    """Run a backtest and export its trades; ``context["result"]`` keeps the result for reports."""
     from spark_research.backtest import ParameterError, get_strategy, run_backtest
     from spark_research.data import BarStore, generate_bars
 
@@ -363,10 +363,8 @@ def backtest_trades_source(strategy: str, symbol: str, params: dict | None, star
         res = run_backtest(strategy, bars, params or {}, fees=fees, slippage=slippage, direction=direction)
     except ParameterError as exc:
         raise ExportParamError("parameters.params", params, str(exc)) from exc
-    trades = res.trades
-    ctx = {"stats": res.stats, "equity": res.equity, "drawdown": res.drawdown, "strategy": res.strategy,
-           "params": res.params, "symbols": res.symbols, "bars": len(bars)}
-    return from_table("backtest_trades", trades, context=ctx)
+    # The result rides along for reports; its stats are computed only if a report asks for them.
+    return from_table("backtest_trades", res.trades, context={"result": res, "bars": len(bars)})
 
 
 # ------------------------------------------------------------------------- other capabilities' files
