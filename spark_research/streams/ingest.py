@@ -149,6 +149,8 @@ class IngestClient:
         self.counters = IngestCounters()
         self.state = {k: DISCONNECTED for k in self.streams}
         self.last_id: int | None = self.journal.last_id()
+        if self.last_id is None and config.from_id is not None:
+            self.last_id = config.from_id - 1
         last = self.journal.last_trade()
         if last is not None:  # resume: rebuild the open bars from the stored trades
             oldest = min(last.time_us - last.time_us % us for us in self.bars.intervals.values())
@@ -166,6 +168,9 @@ class IngestClient:
         self._resync_task: asyncio.Task | None = None
         self._gaps_open = {"trade": 0, "depth": 0}
         self._last_msg = {k: 0.0 for k in self.streams}
+        self._last_activity = time.perf_counter()  # last trade frame or (re)connect, for the idle check
+        self._last_depth_activity = time.perf_counter()
+        self._depth_check: asyncio.Task | None = None
         self._rng = random.Random(config.seed)
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -353,15 +358,23 @@ class IngestClient:
             attempt += 1
 
     async def _on_connected(self, kind: str) -> None:
+        if kind == "trade":
+            self._last_activity = time.perf_counter()
         if kind == "depth":
+            self._last_depth_activity = time.perf_counter()
+            # Subscribed first, snapshot second: every event after the snapshot is on the socket,
+            # so the chain check below proves continuity even if the market is quiet right now.
             self.book.reset()
+            await self._book_resync(None)
 
     def _on_trade_frame(self, raw: bytes | str):
         now = time.perf_counter()
         last = self._last_msg["trade"]
         if last:
-            self._m_gap.observe((now - last) * 1000.0)
-        self._last_msg["trade"] = now
+            gap_ms = (now - last) * 1000.0
+            self._m_gap.observe(gap_ms)
+            self.gaps_ms.append(gap_ms)
+        self._last_msg["trade"] = self._last_activity = now
         self._m_msgs["trade"].inc()
         self.counters.msgs += 1
         try:
@@ -372,8 +385,8 @@ class IngestClient:
         if t.symbol != self.symbol:
             self._malformed("symbol", raw, f"field 's' = {t.symbol!r}, expected {self.symbol!r}")
             return None
-        if self.last_id is None:  # fresh store: start from from_id, or from this very trade
-            self.last_id = (self.config.from_id if self.config.from_id is not None else t.id) - 1
+        if self.last_id is None:  # fresh store and no from_id: start from this very trade
+            self.last_id = t.id - 1
         tid = t.id
         if tid <= self.last_id or tid in self._pending:
             self.counters.duplicates += 1
@@ -499,7 +512,7 @@ class IngestClient:
 
     def _on_depth_frame(self, raw: bytes | str):
         now = time.perf_counter()
-        self._last_msg["depth"] = now
+        self._last_msg["depth"] = self._last_depth_activity = now
         self._m_msgs["depth"].inc()
         self.counters.msgs += 1
         try:
@@ -524,8 +537,8 @@ class IngestClient:
             return self._book_resync(upd, first=False)
         return None
 
-    async def _book_resync(self, upd, first: bool) -> None:
-        """Snapshot + buffered-diff algorithm; ``upd`` is the first event seen since the break."""
+    async def _book_resync(self, upd, first: bool = True) -> None:
+        """Snapshot + buffered-diff algorithm; ``upd`` is the first event seen since the break (None on connect)."""
         self._set_state("depth", RESYNCING)
         for attempt in range(50):
             url = self.adapter.snapshot_url(self.config.rest_url, self.symbol, 1000)
@@ -535,17 +548,36 @@ class IngestClient:
                 log.warning("order book snapshot failed: %s", exc)
                 await asyncio.sleep(self._backoff(attempt))
                 continue
-            if snap.last_update_id + 1 >= upd.first_id:
+            if upd is None or snap.last_update_id + 1 >= upd.first_id:
                 break
             await asyncio.sleep(0.05)  # snapshot older than the buffered event: ask again
         else:
             raise RuntimeError(f"no order book snapshot at or after update id {upd.first_id} after 50 attempts")
         self.book.load(snap)
-        self.book.apply(upd)  # stale (already in the snapshot) or the next link of the chain
+        if upd is not None:
+            self.book.apply(upd)  # stale (already in the snapshot) or the next link of the chain
         self.counters.book_resyncs += 1
         metrics.WS_RESYNCS.labels(self.exchange, self.symbol, "depth").inc()
         self._set_gaps_open("depth", 0)
         self._set_state("depth", CONNECTED)
+
+    async def _check_book(self) -> None:
+        """A quiet depth stream may hide a lost last event: compare with a fresh snapshot."""
+        try:
+            url = self.adapter.snapshot_url(self.config.rest_url, self.symbol, 1000)
+            snap = self.adapter.parse_snapshot(await self._http_get(url), self.symbol)
+            if self.book.synced and snap.last_update_id > self.book.last_update_id:
+                log.info("depth stream quiet at %s but venue at %s: reloading the snapshot",
+                         self.book.last_update_id, snap.last_update_id)
+                self.counters.gaps += 1
+                metrics.WS_SEQ_GAPS.labels(self.exchange, self.symbol, "depth").inc()
+                self.book.load(snap)
+                self.counters.book_resyncs += 1
+                metrics.WS_RESYNCS.labels(self.exchange, self.symbol, "depth").inc()
+        except (OSError, HTTPClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
+            log.warning("order book check failed: %s", exc)
+        finally:
+            self._depth_check = None
 
     # ----------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
@@ -558,11 +590,15 @@ class IngestClient:
                 self._flush()
             if self._pending and self._resync_task is None:
                 self._drain(now)
-            idle = now - (self._last_msg["trade"] or now)
+            idle = now - self._last_activity
             if (self._resync_task is None and self.last_id is not None and self.state["trade"] == CONNECTED
                     and idle >= self.config.idle_resync_s):
-                self._last_msg["trade"] = now  # one REST check per idle period
+                self._last_activity = now  # one REST check per idle period
                 self._start_resync("idle")
+            if (self.config.depth and self.book.synced and self.state["depth"] == CONNECTED
+                    and self._depth_check is None and now - self._last_depth_activity >= self.config.idle_resync_s):
+                self._last_depth_activity = now
+                self._depth_check = asyncio.ensure_future(self._check_book())
             if now >= next_status:
                 next_status = now + self.config.status_interval_s
                 self._write_status()

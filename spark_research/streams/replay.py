@@ -4,7 +4,8 @@ It replays a tape of trades (stored or synthetic) at ``rate`` messages per secon
 market would: trades are *published* on a clock whether or not anyone is connected, every
 published trade gets its event time ``E``/``T`` at publication, and what a client missed while
 disconnected is available only through REST, exactly like the real venue. A seeded order book
-evolves beside the tape and is sent as a diff-depth stream with ``U``/``u`` update ids.
+evolves beside the tape (one diff every ``depth_every`` trades, so the book is a pure function
+of tape and seed) and is sent as a diff-depth stream with ``U``/``u`` update ids.
 
 Endpoints (Binance spot shapes):
 
@@ -108,9 +109,11 @@ class ReplayCounters:
 class _Book:
     """The exchange's own order book, seeded, driven by the last trade price."""
 
-    def __init__(self, seed: int, tick: float, levels: int, decimals: int):
+    def __init__(self, seed: int, tick: float, levels: int, decimals: int, price: float):
         self.rng = np.random.default_rng([seed, 7])
-        self.tick, self.levels, self.decimals = tick, levels, decimals
+        # levels one basis point apart (at least one tick), so the book survives price moves
+        self.tick = tick * max(1, int(price * 1e-4 / tick))
+        self.levels, self.decimals = levels, decimals
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self.update_id = 1000
@@ -330,7 +333,7 @@ class ReplayExchange:
 
     def __init__(self, trades: pd.DataFrame | None = None, *, symbol: str = "BTCUSDT", n: int = 10_000,
                  seed: int = 42, rate: float = 1_000.0, faults: Faults | None = None, host: str | None = None,
-                 port: int = 0, depth_interval_ms: float = 100.0, book_levels: int = 20):
+                 port: int = 0, depth_every: int | None = None, book_levels: int = 20):
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be in 1..1_000_000 msg/s, got {rate!r}")
         if trades is None:
@@ -342,7 +345,10 @@ class ReplayExchange:
         self.faults = faults or Faults()
         self.host = host or settings().host
         self.port = port
-        self.depth_interval_ms = depth_interval_ms
+        #: trades between two depth events (default: ~10 depth events per second at ``rate``)
+        self.depth_every = int(depth_every or max(1, round(self.rate / 10)))
+        if self.depth_every < 1:
+            raise ValueError(f"depth_every must be >= 1, got {depth_every!r}")
         tick = SYMBOLS.get(self.symbol, (100.0, 0.01))[1]
         self.decimals = max(0, int(round(-np.log10(tick))))
         self._ids = trades["seq"].to_numpy(dtype="int64")
@@ -351,7 +357,7 @@ class ReplayExchange:
         self._maker = (trades["side"].to_numpy() == "sell").tolist()
         self._times_us = np.zeros(len(self._ids), dtype="int64")  # set at publication
         self.published = 0
-        self._book = _Book(seed, tick, book_levels, self.decimals)
+        self._book = _Book(seed, tick, book_levels, self.decimals, float(self._prices[0]))
         self.counters = ReplayCounters()
         self._conns: set[_Conn] = set()
         self._paused = False
@@ -400,7 +406,7 @@ class ReplayExchange:
         self._server.add_sockets(sockets)
         self._loop = asyncio.get_running_loop()
         self._started_mono = time.monotonic()
-        self._tasks = [asyncio.ensure_future(self._publish_trades()), asyncio.ensure_future(self._publish_depth())]
+        self._tasks = [asyncio.ensure_future(self._publish_trades())]
         log.info("replay exchange %s on %s (%d trades at %.0f msg/s)", self.symbol, self.rest_url, len(self._ids), self.rate)
         return self
 
@@ -504,17 +510,20 @@ class ReplayExchange:
                     if c.micro == micro:
                         c.queue.extend(frames)
                         c.wake.set()
+            self._publish_depth(start, stop)
         self._finished.set()
 
-    async def _publish_depth(self) -> None:
-        while True:
-            await asyncio.sleep(self.depth_interval_ms / 1000.0)
-            if self._paused or self.published == 0:
-                continue
-            mid = float(self._prices[self.published - 1])
+    def _publish_depth(self, start: int, stop: int) -> None:
+        # One depth event per `depth_every` published trades: the book is a pure function of
+        # the tape and the seed, identical on every run.
+        de = self.depth_every
+        conns = None
+        for b in range(start // de + 1, stop // de + 1):
+            mid = float(self._prices[b * de - 1])
             first, last, bids, asks = self._book.step(mid)
+            if conns is None:
+                conns = [c for c in self._conns if c.kind == "depth" and not c.closed]
             now_us = time.time_ns() // 1000
-            conns = [c for c in self._conns if c.kind == "depth" and not c.closed]
             for c in conns:
                 e = now_us if c.micro else now_us // 1000
                 c.push(orjson.dumps({"e": "depthUpdate", "E": e, "s": self.symbol, "U": first, "u": last,
