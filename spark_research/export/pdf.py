@@ -40,6 +40,10 @@ class ReportRenderError(ExportError):
     """Printing a report to PDF failed (browser missing, remote resource requested, timeout)."""
 
 
+class _LaunchFailed(Exception):
+    """Playwright or its browser did not start (the CLI printer may still work)."""
+
+
 class ChromiumPDFExporter(WebPDFExporter):
     """``WebPDFExporter`` printing with Debian's chromium and refusing remote resources."""
 
@@ -71,11 +75,13 @@ class ChromiumPDFExporter(WebPDFExporter):
             try:
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:  # asyncio.run needs a thread without a loop
                     return pool.submit(asyncio.run, self._print_playwright(page)).result()
-            except ReportRenderError:
-                raise
-            except Exception as exc:  # Playwright driver missing or broken: chromium can print alone
+            except _LaunchFailed as exc:  # Playwright driver missing or broken: chromium can print alone
                 self.log.warning("Playwright printing failed (%s); falling back to chromium --print-to-pdf", exc)
                 return print_pdf_cli(page, Path(tmp) / "report.pdf", self.executable_path, self.chromium_args)
+            except ReportRenderError:
+                raise
+            except Exception as exc:  # navigation or printing failed inside a running browser
+                raise ReportRenderError(f"chromium could not print the report: {type(exc).__name__}: {exc}") from exc
 
     async def _print_playwright(self, page_path: Path) -> bytes:
         from playwright.async_api import async_playwright
@@ -90,18 +96,28 @@ class ChromiumPDFExporter(WebPDFExporter):
                 remote.append(url)
                 await r.abort()
 
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=self.executable_path, args=self.chromium_args,
-                                               headless=True, handle_sigint=False, handle_sigterm=False,
-                                               handle_sighup=False)
+        try:
+            pw_cm = async_playwright()
+            pw = await pw_cm.__aenter__()
+        except Exception as exc:
+            raise _LaunchFailed(f"Playwright driver did not start: {exc}") from exc
+        try:
+            try:
+                browser = await pw.chromium.launch(executable_path=self.executable_path, args=self.chromium_args,
+                                                   headless=True, handle_sigint=False, handle_sigterm=False,
+                                                   handle_sighup=False)
+            except Exception as exc:
+                raise _LaunchFailed(f"chromium did not launch through Playwright: {exc}") from exc
             try:
                 page = await browser.new_page()
                 await page.route("**/*", route)
                 await page.emulate_media(media="print")
                 await page.goto(page_path.as_uri(), wait_until="load", timeout=self.print_timeout_ms)
-                pdf = await page.pdf(print_background=True, format="A4", timeout=self.print_timeout_ms)
+                pdf = await page.pdf(print_background=True, format="A4")
             finally:
                 await browser.close()
+        finally:
+            await pw_cm.__aexit__(None, None, None)
         if remote:
             raise ReportRenderError(f"report HTML requested remote resources (blocked): {remote[:5]}")
         return pdf
