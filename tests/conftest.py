@@ -128,7 +128,7 @@ class PageWatch:
     def _route(self, route):
         url = route.request.url
         host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-        if url.startswith(("data:", "blob:", "about:")) or host in ("127.0.0.1", "localhost", "::1"):
+        if url.startswith(("data:", "blob:", "about:", "file:")) or host in ("127.0.0.1", "localhost", "::1"):
             return route.continue_()
         self.external_requests.append(url)
         return route.abort()

@@ -7,6 +7,7 @@ Example::
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import holoviews as hv
@@ -67,5 +68,9 @@ def save_html(obj: object, path: str | Path, title: str = "spark_research") -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = hv.render(obj, backend="bokeh")
-    path.write_text(file_html(model, INLINE, title), encoding="utf-8")
+    html = file_html(model, INLINE, title)
+    # Panel registers an es-module-shims polyfill by relative URL, which Bokeh cannot inline;
+    # current browsers support import maps natively, so the tag is dropped rather than 404ing.
+    html = re.sub(r'<script[^>]*src="static/extensions/panel/[^"]*es-module-shims[^"]*"[^>]*>\s*</script>', "", html)
+    path.write_text(html, encoding="utf-8")
     return path

@@ -34,10 +34,14 @@ def dask_client():
     """A ``distributed.Client`` on a LocalCluster of 2 single-threaded worker processes on 127.0.0.1."""
     from spark_research.optimizer.cluster import close_client, connect
 
+    import threading
+
+    local = threading.Thread(target=_warm_worker)  # warm this process while the workers warm up
+    local.start()
     client = connect(n_workers=2)
     wait_workers(client, 2)
     client.run(_warm_worker)
-    _warm_worker()
+    local.join()
     yield client
     close_client(client)
 
