@@ -40,11 +40,14 @@ def objective_heatmap(table: pd.DataFrame, x: str, y: str, objective: str, *, sy
     """
     import holoviews as hv
 
+    if not hv.Store.renderers:  # outside a notebook: register the bokeh backend so options validate
+        import holoviews.plotting.bokeh  # noqa: F401
+
     grid = objective_grid(table, x, y, objective, symbol=symbol)
     long = grid.stack(future_stack=True).rename(objective).reset_index()
     title = f"{objective} over {x} x {y}" + (f" ({symbol})" if symbol else "")
     style = dict(tools=["hover"], colorbar=True, cmap="RdYlGn", width=560, height=420, title=title,
-                 xrotation=45) 
+                 xrotation=45)
     style.update(opts)
     return hv.HeatMap(long, kdims=[x, y], vdims=[objective]).opts(**style)
 
