@@ -32,7 +32,7 @@ def test_session_trades_on_closed_bars_from_the_ingest_client(tmp_path):
     session = PaperLiveSession.create(EveryOtherBar, "BTCUSDT", GateBook(MemoryAudit()), MirrorVenue())
     seen: list[dict] = []
     feed = stream_bar_callback(session, interval="1s")
-    ex = ReplayExchange(n=1_400, rate=200, seed=3)  # ~7 s of wall-clock 1 s bars.start()
+    ex = ReplayExchange(n=1_400, rate=200, seed=3).start()  # ~7 s of wall-clock 1 s bars
     client = IngestClient(IngestConfig(ws_url=ex.ws_url, rest_url=ex.rest_url, root=tmp_path / "ingest", from_id=1, depth=False,
                                        backoff_initial_s=0.02, backoff_max_s=0.5, idle_resync_s=0.5))
 
