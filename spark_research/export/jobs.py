@@ -180,6 +180,8 @@ class ExportManager:
         for path in sorted(self.root.glob("*/job.json")):
             if not _ID.fullmatch(path.parent.name):
                 continue
+            for torn in path.parent.glob(".job-*.json"):  # a record write cut short by a kill
+                torn.unlink(missing_ok=True)
             try:
                 job = ExportJob.from_dict(orjson.loads(path.read_bytes()))
             except (orjson.JSONDecodeError, TypeError):
@@ -283,6 +285,8 @@ class ExportManager:
 
     # ------------------------------------------------------------------ running
     def _run(self, job: ExportJob) -> None:
+        for stale in self._dir(job.id).glob(".tmp-*"):  # a partial file of an attempt killed mid-write
+            stale.unlink(missing_ok=True)
         with self._lock:
             job.state, job.started_at, job.attempts = "running", time.time(), job.attempts + 1
             job.rows_done, job.bytes, job.error, job.reason = 0, 0, None, None

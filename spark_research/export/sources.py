@@ -69,6 +69,8 @@ class SourceParam:
     default: Any = None
     required: bool = False
     help: str = ""
+    low: float | None = None  #: inclusive lower bound of a number
+    high: float | None = None  #: inclusive upper bound of a number
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,10 @@ def validate_params(what: str, params: Mapping[str, Any] | None) -> dict[str, An
                 raise ExportParamError(f"parameters.{p.name}", None, f"required by {what!r}")
             out[p.name] = p.default
         else:
-            out[p.name] = _check_type(f"parameters.{p.name}", params[p.name], p.kind)
+            value = out[p.name] = _check_type(f"parameters.{p.name}", params[p.name], p.kind)
+            if isinstance(value, (int, float)) and not (
+                    (p.low is None or value >= p.low) and (p.high is None or value <= p.high)):
+                raise ExportParamError(f"parameters.{p.name}", value, f"must be in [{p.low}, {p.high}]")
     return out
 
 
@@ -305,17 +310,12 @@ def synthetic_fill_batches(rows: int, seed: int = 42, symbols: tuple[str, ...] =
 
 
 @register_source("synthetic_trades", (
-    SourceParam("rows", int, 10_000, help="number of fills"),
-    SourceParam("seed", int, 42),
-    SourceParam("fail_after", int, None, help="raise after this many rows (fault drills)"),
+    SourceParam("rows", int, 10_000, help="number of fills", low=1, high=100_000_000),
+    SourceParam("seed", int, 42, low=0),
+    SourceParam("fail_after", int, None, help="raise after this many rows (fault drills)", low=0),
 ), "seeded synthetic fills for demos, tests and benchmarks")
 def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Source:
     """``rows`` seeded fills; ``fail_after`` makes the source fail part-way (fault drills)."""
-    if not 1 <= rows <= 100_000_000:
-        raise ExportParamError("parameters.rows", rows, "must be in [1, 100000000]")
-    if fail_after is not None and fail_after < 0:
-        raise ExportParamError("parameters.fail_after", fail_after, "must be >= 0")
-
     def batches() -> Iterator[pa.RecordBatch]:
         done = 0
         for b in synthetic_fill_batches(rows, seed):
@@ -333,10 +333,11 @@ def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Sou
     SourceParam("symbol", str, "BTCUSDT"),
     SourceParam("params", dict, None, help="strategy parameters (default: the strategy's defaults)"),
     SourceParam("start", str, None), SourceParam("end", str, None),
-    SourceParam("fees", float, 0.001), SourceParam("slippage", float, 0.0005),
+    SourceParam("fees", float, 0.001, low=0, high=0.5), SourceParam("slippage", float, 0.0005, low=0, high=0.5),
     SourceParam("direction", str, "longonly", help="longonly, shortonly or both"),
-    SourceParam("synthetic_bars", int, None, help="use this many seeded synthetic bars instead of the store"),
-    SourceParam("seed", int, 42),
+    SourceParam("synthetic_bars", int, None, help="use this many seeded synthetic bars instead of the store",
+                low=100, high=5_000_000),
+    SourceParam("seed", int, 42, low=0),
 ), "round trips of a backtest on stored or seeded synthetic bars")
 def backtest_trades_source(strategy: str, symbol: str, params: dict | None, start: str | None, end: str | None,
                            fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
@@ -351,8 +352,6 @@ def backtest_trades_source(strategy: str, symbol: str, params: dict | None, star
     except (KeyError, ValueError) as exc:
         raise ExportParamError("parameters.strategy", strategy, str(exc)) from exc
     if synthetic_bars is not None:
-        if not 100 <= synthetic_bars <= 5_000_000:
-            raise ExportParamError("parameters.synthetic_bars", synthetic_bars, "must be in [100, 5000000]")
         bars = generate_bars(symbol, n=synthetic_bars, seed=seed)
     else:
         store = BarStore(settings().store_dir)

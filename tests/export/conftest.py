@@ -1,6 +1,7 @@
 """Fixtures of the export tests: a private var dir, and the export server as a real process."""
 from __future__ import annotations
 
+import http.client  # noqa: F401  (type of the headers returned)
 import json
 import os
 import subprocess
@@ -88,7 +89,7 @@ class ExportServer:
 
     # --------------------------------------------------------------- a tiny HTTP client
     def request(self, method: str, path: str, token: str | None = "tok-alice", body: object = None,
-                raw: bytes | None = None) -> tuple[int, dict, bytes]:
+                raw: bytes | None = None) -> tuple[int, "http.client.HTTPMessage", bytes]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if token:
@@ -97,9 +98,9 @@ class ExportServer:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
-                return resp.status, dict(resp.headers), resp.read()
+                return resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
+            return err.code, err.headers, err.read()
 
     def run(self, what: str, fmt: str = "csv", params: dict | None = None, token: str = "tok-alice") -> dict:
         status, _, body = self.request("POST", "/export/run", token, {"what": what, "format": fmt, "parameters": params or {}})
@@ -148,3 +149,11 @@ def export_server(tmp_path):
     yield start
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_export_server(tmp_path_factory):
+    """One export server for a whole test module (alice, bob, carol, dave; 2 exports per user)."""
+    srv = ExportServer(tmp_path_factory.mktemp("var"), max_per_user=2).start()
+    yield srv
+    srv.stop()
