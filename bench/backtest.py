@@ -1,0 +1,139 @@
+"""Benchmark: SMA crossover through run_backtest vs plain vectorbt vs backtesting.py.
+
+Same synthetic 1-minute bars, same rules for all three: signal on bar t's close, fill at
+bar t+1's open, 10 bps commission per side, all cash in on each entry. Slippage is 0 here:
+backtesting.py's ``spread`` is charged once, on entry, while vectorbt's ``slippage`` moves
+every fill, so no non-zero setting describes the same costs in both (tests/backtest pin
+the slippage model itself).
+
+Prints the median wall time of each contender, the ratios, and checks that the three
+agree on trade count and final equity. Conventions that differ and how they are handled:
+
+* backtesting.py trades whole units; ``FractionalBacktest`` (units of 1e-8) stands in for
+  fractional crypto sizing, so its equity differs from vectorbt's by rounding (< 1e-6).
+* backtesting.py leaves a trade still open at the end out of its trade count; vectorbt
+  counts it. Closed trades are compared.
+
+Usage: ``python bench/backtest.py [--bars 1000000] [--repeat 5] [--bt-bars N]``
+(``--bt-bars`` runs backtesting.py on the first N bars only, and the agreement check of
+the other two is then repeated on those N bars; default: all bars). Exits 1 on disagreement.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+FAST, SLOW, FEES, SLIP, CASH = 10, 50, 0.001, 0.0, 10_000.0
+
+
+def timed(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def spark_run(bars):
+    from spark_research.backtest import run_backtest
+
+    res = run_backtest("sma_cross", bars, {"fast": FAST, "slow": SLOW}, fees=FEES, slippage=SLIP, init_cash=CASH)
+    return res.portfolio
+
+
+def vbt_run(bars):
+    import vectorbt as vbt
+
+    b = bars.set_index("timestamp")
+    fast, slow = vbt.MA.run(b["close"], FAST), vbt.MA.run(b["close"], SLOW)
+    entries = fast.ma_crossed_above(slow).shift(1, fill_value=False)
+    exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
+    return vbt.Portfolio.from_signals(b["close"], entries, exits, price=b["open"], fees=FEES, slippage=SLIP,
+                                      init_cash=CASH, freq="1min")
+
+
+def bt_run(bars):
+    from backtesting import Strategy
+    from backtesting.lib import FractionalBacktest, crossover
+
+    def sma(values, n):
+        return pd.Series(values).rolling(n).mean().to_numpy()
+
+    class SmaCross(Strategy):
+        def init(self):
+            self.fast = self.I(sma, self.data.Close, FAST)
+            self.slow = self.I(sma, self.data.Close, SLOW)
+
+        def next(self):
+            if crossover(self.fast, self.slow):
+                if not self.position:
+                    self.buy()
+            elif crossover(self.slow, self.fast) and self.position:
+                self.position.close()
+
+    df = bars.set_index("timestamp").rename(columns=str.capitalize)[["Open", "High", "Low", "Close", "Volume"]]
+    df.index = df.index.tz_localize(None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = FractionalBacktest(df, SmaCross, cash=CASH, commission=FEES, spread=SLIP, fractional_unit=1e-8,
+                                exclusive_orders=False, finalize_trades=False)
+        stats = bt.run()
+    return stats
+
+
+def closed_trades(pf) -> int:
+    return int((pf.trades.records["status"] == 1).sum())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bars", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--bt-bars", type=int, default=None, help="bars for backtesting.py (default: all)")
+    args = ap.parse_args()
+
+    from spark_research.data.synthetic import generate_bars
+
+    bars = generate_bars("BTCUSDT", n=args.bars, seed=2024)
+    spark_run(bars.iloc[:5_000]), vbt_run(bars.iloc[:5_000])  # load numba kernels outside the timings
+
+    t_spark, pf_spark = timed(lambda: spark_run(bars), args.repeat)
+    t_vbt, pf_vbt = timed(lambda: vbt_run(bars), args.repeat)
+    bt_bars = bars.iloc[: args.bt_bars] if args.bt_bars else bars
+    t_bt, st_bt = timed(lambda: bt_run(bt_bars), 1)
+
+    rows = [("spark run_backtest", len(bars), t_spark), ("plain vectorbt", len(bars), t_vbt),
+            ("backtesting.py", len(bt_bars), t_bt)]
+    print(f"SMA crossover fast={FAST} slow={SLOW}, fees {FEES:.2%}, slippage {SLIP:.2%}, next-open fills")
+    print(f"{'contender':<20}{'bars':>10}{'median s':>10}{'Mbars/s':>10}")
+    for name, n, t in rows:
+        print(f"{name:<20}{n:>10,}{t:>10.3f}{n / t / 1e6:>10.2f}")
+    print(f"ratio run_backtest / plain vectorbt: {t_spark / t_vbt:.3f}  (target <= 1.25)")
+    per_bar_bt, per_bar_vbt = t_bt / len(bt_bars), t_vbt / len(bars)
+    print(f"ratio backtesting.py / plain vectorbt per bar: {per_bar_bt / per_bar_vbt:.1f}x slower")
+
+    ok = True
+    eq_s, eq_v = pf_spark.final_value(), pf_vbt.final_value()
+    n_s, n_v = closed_trades(pf_spark), closed_trades(pf_vbt)
+    print(f"agreement on {len(bars):,} bars: spark {n_s} closed trades, equity {eq_s:.6f}; vectorbt {n_v}, {eq_v:.6f}")
+    ok &= n_s == n_v and eq_s == eq_v
+    pf_sub = spark_run(bt_bars) if args.bt_bars else pf_spark
+    eq_sub, n_sub = pf_sub.final_value(), closed_trades(pf_sub)
+    eq_bt, n_bt = float(st_bt["Equity Final [$]"]), int(st_bt["# Trades"])
+    rel = abs(eq_bt - eq_sub) / eq_sub
+    print(f"agreement on {len(bt_bars):,} bars: spark {n_sub} closed trades, equity {eq_sub:.6f}; "
+          f"backtesting.py {n_bt}, {eq_bt:.6f} (rel diff {rel:.2e}, tolerance 1e-4)")
+    ok &= n_bt == n_sub and rel < 1e-4
+    print("results agree" if ok else "RESULTS DISAGREE")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
