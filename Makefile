@@ -51,7 +51,7 @@ run: data warm
 	$(SPARK) demo
 
 test: sysdeps data warm
-	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=notebooks/reports -p no:cacheprovider $(PYTEST_ARGS)
 
 lab: data warm
 	$(BIN)/jupyter lab notebooks/
