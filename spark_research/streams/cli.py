@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     r.add_argument("--host", default=None)
     r.add_argument("--port", type=int, default=9443)
     r.add_argument("--faults", default="", help="e.g. skip_every=50,drop_every=1000,stall_every=500,stall_ms=200")
+    r.add_argument("--min-clients", type=int, default=0, help="hold the tape until N trade streams connect")
     r.add_argument("--from-store", action="store_true", help="replay trades stored in the data store")
     r.add_argument("--exit-when-done", type=float, default=None, metavar="S",
                    help="exit S seconds after the whole tape is published")
@@ -72,7 +73,8 @@ def _replay(args: argparse.Namespace) -> int:
         from spark_research.data.synthetic import generate_trades
 
         tape = generate_trades(args.symbol, n=args.n, seed=args.seed, first_seq=args.first_id)
-    ex = ReplayExchange(tape, rate=args.rate, faults=faults, host=args.host, port=args.port, seed=args.seed)
+    ex = ReplayExchange(tape, rate=args.rate, faults=faults, host=args.host, port=args.port, seed=args.seed,
+                        min_clients=args.min_clients)
 
     async def main() -> None:
         await ex.astart()

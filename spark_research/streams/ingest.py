@@ -79,7 +79,8 @@ class IngestConfig:
     depth: bool = True  #: also maintain the local order book
     reorder_window_ms: float = 25.0
     reorder_max: int = 10_000
-    flush_interval_ms: float = 1.0
+    flush_interval_ms: float = 1.0  #: longest a trade waits for its commit under a continuous burst
+    min_flush_ms: float = 0.0  #: batch at least this long when the socket goes idle (0: commit at once)
     max_batch: int = 2_000
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 2.0
@@ -407,6 +408,8 @@ class IngestClient:
     def _accept(self, t: Trade, live: bool, now: float) -> None:
         if not self._batch:
             self._batch_started = now
+            if self._loop is not None:  # commit as soon as the socket has nothing more for us
+                self._loop.call_soon(self._flush_when_idle)
         self.last_id = t.id
         self.last_price = t.price
         self._batch.append(t)
@@ -481,6 +484,13 @@ class IngestClient:
                 self._set_state("trade", prev_state if prev_state != RESYNCING else CONNECTED)
         finally:
             self._resync_task = None
+
+    def _flush_when_idle(self) -> None:
+        # Runs at the next event loop turn: the receive loop has drained what the socket had ready.
+        if self._batch and (time.perf_counter() - self._batch_started) * 1000.0 >= self.config.min_flush_ms:
+            self._flush()
+        elif self._batch and self._loop is not None:
+            self._loop.call_later(self.config.min_flush_ms / 1000.0, self._flush_when_idle)
 
     def _flush(self) -> None:
         if not self._batch:

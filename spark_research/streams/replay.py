@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import threading
 import time
 from collections import deque
@@ -41,6 +42,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import tornado.httpserver
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 import tornado.websocket
@@ -170,6 +172,7 @@ class _Conn:
         self.wake = asyncio.Event()
         self.closed = False
         self.n = 0
+        self.task: asyncio.Task | None = None
 
     def push(self, frame: bytes) -> None:
         self.queue.append(frame)
@@ -178,44 +181,67 @@ class _Conn:
     async def run(self, faults: Faults, counters: ReplayCounters) -> None:
         held: bytes | None = None
         ws = self.handler
+        out: list[bytes] = []  # frames of one drain cycle, written with a single syscall
+
+        def flush() -> None:
+            if out:
+                stream = ws.ws_connection.stream if ws.ws_connection is not None else None
+                if stream is None or stream.closed():
+                    raise tornado.iostream.StreamClosedError()
+                stream.write(b"".join(out))
+                out.clear()
+
         while not self.closed:
             await self.wake.wait()
             self.wake.clear()
-            while self.queue and not self.closed:
-                frame = self.queue.popleft()
-                self.n += 1
-                i = self.n
-                try:
+            try:
+                while self.queue and not self.closed:
+                    frame = self.queue.popleft()
+                    self.n += 1
+                    i = self.n
                     if faults.skip_every and i % faults.skip_every == 0:
                         counters.skipped += 1
                     elif faults.reorder_every and i % faults.reorder_every == 0 and held is None:
                         held = frame
                         counters.reordered += 1
                     else:
-                        ws.write_message(frame, binary=False)
+                        out.append(_ws_frame(frame))
                         counters.sent += 1
                         if held is not None:
-                            ws.write_message(held, binary=False)
+                            out.append(_ws_frame(held))
                             counters.sent += 1
                             held = None
                         if faults.duplicate_every and i % faults.duplicate_every == 0:
-                            ws.write_message(frame, binary=False)
+                            out.append(_ws_frame(frame))
                             counters.duplicated += 1
                     if faults.malformed_every and i % faults.malformed_every == 0:
                         bad = _MALFORMED_FRAMES[counters.malformed % len(_MALFORMED_FRAMES)]
-                        ws.write_message(bad, binary=True)
+                        out.append(_ws_frame(bad, opcode=0x2))
                         counters.malformed += 1
                     if faults.stall_every and i % faults.stall_every == 0:
+                        flush()
                         counters.stalls += 1
                         await asyncio.sleep(faults.stall_ms / 1000.0)
                     if faults.drop_every and i % faults.drop_every == 0:
+                        flush()
                         counters.dropped += 1
                         self.closed = True
                         ws.drop()
                         return
-                except tornado.websocket.WebSocketClosedError:
-                    self.closed = True
-                    return
+                flush()
+            except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
+                self.closed = True
+                return
+
+
+def _ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked, unfragmented server→client WebSocket frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
 class _StreamHandler(tornado.websocket.WebSocketHandler):
@@ -245,7 +271,7 @@ class _StreamHandler(tornado.websocket.WebSocketHandler):
         self.conn = _Conn(self, parts[1], micro)
         ex.counters.connections += 1
         ex._conns.add(self.conn)
-        asyncio.ensure_future(self.conn.run(ex.faults, ex.counters))
+        self.conn.task = asyncio.ensure_future(self.conn.run(ex.faults, ex.counters))
 
     def drop(self) -> None:
         """Close the TCP socket without a close frame (what a network fault looks like)."""
@@ -333,7 +359,7 @@ class ReplayExchange:
 
     def __init__(self, trades: pd.DataFrame | None = None, *, symbol: str = "BTCUSDT", n: int = 10_000,
                  seed: int = 42, rate: float = 1_000.0, faults: Faults | None = None, host: str | None = None,
-                 port: int = 0, depth_every: int | None = None, book_levels: int = 20):
+                 port: int = 0, depth_every: int | None = None, book_levels: int = 20, min_clients: int = 0):
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be in 1..1_000_000 msg/s, got {rate!r}")
         if trades is None:
@@ -342,6 +368,7 @@ class ReplayExchange:
             raise ValueError("trades: the tape is empty")
         self.symbol = str(trades["symbol"].iloc[0]).upper()
         self.rate = float(rate)
+        self.min_clients = min_clients  #: hold the tape until this many trade streams are connected
         self.faults = faults or Faults()
         self.host = host or settings().host
         self.port = port
@@ -414,10 +441,14 @@ class ReplayExchange:
         """Stop publishing, close every connection and the listening socket."""
         for t in self._tasks:
             t.cancel()
-        for c in list(self._conns):
+        conns = list(self._conns)
+        for c in conns:
             c.closed = True
             c.wake.set()
             c.handler.close()
+            if c.task is not None:
+                c.task.cancel()
+        await asyncio.gather(*self._tasks, *(c.task for c in conns if c.task is not None), return_exceptions=True)
         if self._server is not None:
             self._server.stop()
             await asyncio.sleep(0)
@@ -487,6 +518,9 @@ class ReplayExchange:
         budget = 0.0
         last = time.monotonic()
         max_batch = max(1, int(self.rate / 100))
+        while self.min_clients and sum(c.kind == "trade" for c in self._conns) < self.min_clients:
+            await asyncio.sleep(0.005)
+        last = time.monotonic()
         while self.published < n:
             await asyncio.sleep(0.001)
             now = time.monotonic()

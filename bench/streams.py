@@ -1,0 +1,171 @@
+"""Stream ingest benchmark: throughput and latency against a bare `websockets` + orjson loop.
+
+The replay exchange runs in its own process (``spark stream replay``) so server and client do
+not share a GIL. Each measurement gets a fresh exchange that holds its tape until the client's
+trade stream is connected (``--min-clients 1``).
+
+1. Throughput: the exchange publishes as fast as it can; the *bare loop* (receive + orjson.loads,
+   nothing else: the floor) and the *ingest* (parse → validate → gap check → bars → SQLite commit)
+   each receive the same tape; msg/s = messages / (last persisted − first received).
+2. Latency at 10k msg/s: exchange event time ``E`` (µs) → persisted, P50/P95/P99, with the
+   diff-depth stream and local book on, as in production; the bare loop's E → parsed latency
+   at the same rate is printed as the floor.
+
+Targets (SPEC): ingest latency P95 < 5 ms at 10k msg/s; throughput ≥ 50 % of the bare loop.
+Prints medians over ``--repeat`` runs and the ratios; never asserts on wall time, but exits 1 if
+the ingest's stored ids differ from the exchange's (results disagree).
+
+Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes; ``--quick`` for a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from spark_research.streams.ingest import IngestClient, IngestConfig  # noqa: E402
+
+
+class Exchange:
+    """``spark stream replay`` in a subprocess."""
+
+    def __init__(self, n: int, rate: float):
+        cmd = [sys.executable, "-m", "spark_research.cli", "stream", "replay", "--port", "0", "--n", str(n),
+               "--rate", str(rate), "--min-clients", "1"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("replay exchange did not start")
+        urls = json.loads(line)
+        self.ws_url, self.rest_url, self.n = urls["ws_url"], urls["rest_url"], n
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+async def bare_loop(ex: Exchange, timeout: float) -> tuple[float, list[float]]:
+    """Receive + orjson.loads only. Returns (msg/s, latencies E→parsed in ms)."""
+    url = f"{ex.ws_url}/ws/btcusdt@trade?timeUnit=MICROSECOND"
+    lat: list[float] = []
+    n = 0
+    t0 = None
+    deadline = time.monotonic() + timeout
+    async with websockets.connect(url, max_size=2 ** 22, compression=None, ping_interval=None) as ws:
+        while n < ex.n and time.monotonic() < deadline:
+            raw = await ws.recv()
+            m = orjson.loads(raw)
+            now = time.time_ns() / 1000.0
+            if t0 is None:
+                t0 = time.perf_counter()
+            lat.append((now - m["E"]) / 1000.0)
+            n += 1
+    elapsed = time.perf_counter() - t0
+    return n / elapsed, lat
+
+
+async def ingest_run(ex: Exchange, depth: bool, timeout: float) -> tuple[float, list[float], np.ndarray]:
+    """The full ingest. Returns (msg/s, latencies E→persisted in ms, stored ids)."""
+    root = tempfile.mkdtemp(prefix="bench-ingest-")
+    client = IngestClient(IngestConfig(ws_url=ex.ws_url, rest_url=ex.rest_url, root=root, from_id=1, depth=depth,
+                                       latency_window=ex.n + 1))
+    task = asyncio.ensure_future(client.run())
+    t0 = None
+    deadline = time.monotonic() + timeout
+    while client.counters.trades < ex.n and time.monotonic() < deadline:
+        if t0 is None and client.counters.msgs:
+            t0 = time.perf_counter()
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    n = client.counters.trades
+    client.stop()
+    await task
+    ids = client.journal.trades()["seq"].to_numpy()
+    client.journal.close()
+    return n / max(elapsed, 1e-9), list(client.latencies_ms), ids
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=150_000, help="messages per throughput run")
+    ap.add_argument("--latency-seconds", type=float, default=8.0, help="length of each 10k msg/s latency run")
+    ap.add_argument("--rate", type=float, default=10_000.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.latency_seconds, args.repeat = 30_000, 2.0, 1
+
+    ok = True
+    bare_tp, ing_tp = [], []
+    for _ in range(args.repeat):  # interleaved: both see the same machine state
+        ex = Exchange(args.n, 1_000_000)
+        try:
+            tp, _ = asyncio.run(bare_loop(ex, 120))
+            bare_tp.append(tp)
+        finally:
+            ex.close()
+        ex = Exchange(args.n, 1_000_000)
+        try:
+            tp, _, ids = asyncio.run(ingest_run(ex, depth=False, timeout=120))
+            ing_tp.append(tp)
+            if not np.array_equal(ids, np.arange(1, args.n + 1)):
+                print(f"!! ingest stored {len(ids)} ids ({len(np.unique(ids))} distinct), expected 1..{args.n}")
+                ok = False
+        finally:
+            ex.close()
+
+    n_lat = int(args.rate * args.latency_seconds)
+    bare_lat, ing_lat = [], []
+    for _ in range(args.repeat):
+        ex = Exchange(n_lat, args.rate)
+        try:
+            _, lat = asyncio.run(bare_loop(ex, args.latency_seconds * 3 + 30))
+            bare_lat.append(lat)
+        finally:
+            ex.close()
+        ex = Exchange(n_lat, args.rate)
+        try:
+            _, lat, ids = asyncio.run(ingest_run(ex, depth=True, timeout=args.latency_seconds * 3 + 30))
+            ing_lat.append(lat)
+            if not np.array_equal(ids, np.arange(1, n_lat + 1)):
+                print(f"!! ingest stored {len(ids)} ids at {args.rate:.0f} msg/s, expected 1..{n_lat}")
+                ok = False
+        finally:
+            ex.close()
+
+    med = statistics.median
+    print(f"== throughput ({args.n} msgs, exchange unthrottled, median of {args.repeat})")
+    print(f"bare websockets+orjson loop : {med(bare_tp):>10,.0f} msg/s   runs {[round(x) for x in bare_tp]}")
+    print(f"ingest (parse→gap→persist)  : {med(ing_tp):>10,.0f} msg/s   runs {[round(x) for x in ing_tp]}")
+    ratio = med(ing_tp) / med(bare_tp)
+    print(f"ratio ingest/bare           : {ratio:>10.2f}   (target >= 0.50: {'PASS' if ratio >= 0.5 else 'MISS'})")
+    print(f"== latency at {args.rate:,.0f} msg/s for {args.latency_seconds:.0f} s (median of {args.repeat} runs' percentiles, ms)")
+    for name, runs in (("bare loop E→parsed", bare_lat), ("ingest E→persisted", ing_lat)):
+        p = {q: med([pct(r, q) for r in runs]) for q in (50, 95, 99)}
+        print(f"{name:<27} : P50 {p[50]:6.3f}  P95 {p[95]:6.3f}  P99 {p[99]:6.3f}")
+    p95 = med([pct(r, 95) for r in ing_lat])
+    print(f"ingest P95 target < 5 ms    : {'PASS' if p95 < 5 else 'MISS'} ({p95:.3f} ms)")
+    print(f"results agree (stored ids == source ids): {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
