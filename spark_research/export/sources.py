@@ -11,9 +11,10 @@ Registered sources (``what`` in an export request):
 ``trades``          trade prints from the Parquet store
 ``backtest_trades`` round trips of a backtest run on stored (or seeded synthetic) bars
 ``synthetic_trades`` seeded synthetic fills (demos, tests, benchmarks), generated chunk by chunk
-``sweep_results``   optimizer sweep results under ``var/sweeps``
-``fills``           paper/live fills under ``var/gates``
-``audit_log``       the gates' append-only audit log (SQLite under ``var/audit``)
+``sweep_results``   optimizer sweep results (``var/sweeps/<id>/results.parquet``)
+``fills``           paper/live fills (Parquet under ``var/gates/fills``)
+``audit_log``       the gates' append-only audit log (``var/audit/gates.db``, SQLite)
+``ingested_trades`` trades stored by the stream ingest (``var/ingest/<exchange>-<symbol>.sqlite``)
 ==================  ==========================================================================
 
 Example::
@@ -28,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,61 +369,125 @@ def backtest_trades_source(strategy: str, symbol: str, params: dict | None, star
 
 
 # ------------------------------------------------------------------------- other capabilities' files
-def _parquet_under(base: Path, what: str) -> list[Path]:
-    files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
-    if not files:
-        raise ExportSourceError(f"no {what} found under {base}")
-    return files
+# These read the files the optimizer, gates and streams write under ``settings().var_dir`` (their
+# documented layouts), never those packages' modules: an export needs no Dask or WebSocket.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 
 
-@register_source("sweep_results", (SourceParam("sweep_id", str, None, help="one sweep (default: all)"),),
-                 "optimizer sweep results under var/sweeps")
-def sweep_results_source(sweep_id: str | None) -> Source:
-    """Results of optimizer sweeps (one row per parameter combination)."""
-    base = settings().var_dir / "sweeps"
-    if sweep_id is not None:
-        if not sweep_id.replace("-", "").replace("_", "").isalnum():
-            raise ExportParamError("parameters.sweep_id", sweep_id, "must be letters, digits, '-' or '_'")
-        base = base / sweep_id
-    return from_parquet(_parquet_under(base, "sweep results"), name="sweep_results")
-
-
-@register_source("fills", (SourceParam("symbol", str, None),), "paper/live fills under var/gates")
-def fills_source(symbol: str | None) -> Source:
-    """Paper and live fills recorded by the gates."""
-    src = from_parquet(_parquet_under(settings().var_dir / "gates", "fills"), name="fills")
-    if symbol is None:
-        return src
-    return Source("fills", src.schema, (f for b in src.batches if (f := b.filter(pc.equal(b.column("symbol"), symbol))).num_rows))
-
-
-@register_source("audit_log", (), "the gates' append-only audit log (SQLite under var/audit)")
-def audit_log_source() -> Source:
-    """Every audit record of the gates, oldest first, read with a cursor in batches."""
-    base = settings().var_dir / "audit"
-    dbs = sorted(p for ext in ("*.sqlite", "*.sqlite3", "*.db") for p in base.glob(ext)) if base.is_dir() else []
-    if not dbs:
-        raise ExportSourceError(f"no audit log database under {base}")
-    con = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True, check_same_thread=False)
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-    table = "audit" if "audit" in tables else (tables[0] if tables else None)
-    if table is None:
-        raise ExportSourceError(f"audit log {dbs[0]} has no table")
-    total = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-    cur = con.execute(f'SELECT * FROM "{table}" ORDER BY rowid')
+def _sqlite_source(name: str, db: Path, sql: str, args: tuple = (), count_sql: str | None = None,
+                   derive: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None) -> Source:
+    """Rows of ``sql`` on the SQLite file ``db`` (opened read-only), fetched ``BATCH_ROWS`` at a time."""
+    con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    total = con.execute(count_sql, args).fetchone()[0] if count_sql else None
+    cur = con.execute(sql, args)
     names = [d[0] for d in cur.description]
     first = cur.fetchmany(BATCH_ROWS)
-    schema = pa.Table.from_pylist([dict(zip(names, r)) for r in first[:1000]]).schema if first else \
-        pa.schema([(n, pa.string()) for n in names])
+
+    def to_batch(rows: list[tuple]) -> pa.RecordBatch:
+        b = pa.RecordBatch.from_arrays([pa.array(col) for col in zip(*rows)], names=names)
+        return derive(b) if derive else b
+
+    if first:
+        schema = to_batch(first[:1]).schema
+    else:
+        schema = pa.schema([(n, pa.string()) for n in names])
+        if derive:
+            schema = derive(pa.RecordBatch.from_pylist([], schema=schema)).schema
 
     def batches() -> Iterator[pa.RecordBatch]:
         rows = first
         try:
             while rows:
-                cols = list(zip(*rows))
-                yield pa.record_batch([pa.array(c, type=schema.field(i).type) for i, c in enumerate(cols)], schema=schema)
+                yield to_batch(rows).cast(schema)
                 rows = cur.fetchmany(BATCH_ROWS)
         finally:
             con.close()
 
-    return Source("audit_log", schema, batches(), total)
+    return Source(name, schema, batches(), total)
+
+
+@register_source("sweep_results", (SourceParam("sweep_id", str, None, help="one sweep (default: all stored)"),),
+                 "optimizer sweep results (var/sweeps/<id>/results.parquet)")
+def sweep_results_source(sweep_id: str | None) -> Source:
+    """Results of optimizer sweeps: one row per (symbol, parameter combination) with its stats."""
+    base = settings().var_dir / "sweeps"
+    if sweep_id is not None:
+        if not _SAFE_ID.fullmatch(sweep_id):
+            raise ExportParamError("parameters.sweep_id", sweep_id, f"must match {_SAFE_ID.pattern}")
+        files = [base / sweep_id / "results.parquet"]
+        if not files[0].is_file():
+            raise ExportSourceError(f"sweep {sweep_id!r} has no results.parquet under {base}")
+        return from_parquet(files, name="sweep_results")
+    files = sorted(base.glob("*/results.parquet")) if base.is_dir() else []
+    if not files:
+        raise ExportSourceError(f"no sweep results under {base}")
+    # Sweeps of different strategies have different parameter columns: one file per export keeps
+    # a rectangular CSV, so "all sweeps" unifies the schemas (missing columns become empty).
+    tables = [pq.read_schema(f) for f in files]
+    schema = pa.unify_schemas(tables, promote_options="permissive")
+    if any(t != tables[0] for t in tables):
+        src = [from_parquet(f) for f in files]
+        total = sum(s.total_rows or 0 for s in src)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for f, one in zip(files, src):
+                for b in one.batches:
+                    cols = {n: b.column(n) if n in b.schema.names else pa.nulls(b.num_rows, schema.field(n).type)
+                            for n in schema.names}
+                    out = pa.record_batch([cols[n].cast(schema.field(n).type) for n in schema.names], schema=schema)
+                    yield out
+
+        return Source("sweep_results", schema, batches(), total)
+    return from_parquet(files, name="sweep_results")
+
+
+@register_source("fills", (SourceParam("symbol", str, None),), "paper/live fills (Parquet under var/gates/fills)")
+def fills_source(symbol: str | None) -> Source:
+    """Paper and live fills recorded as Parquet under ``var/gates/fills`` (columns of ``gates.model.FILL_COLUMNS``)."""
+    base = settings().var_dir / "gates" / "fills"
+    files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
+    if not files:
+        raise ExportSourceError(f"no fills recorded under {base}")
+    src = from_parquet(files, name="fills")
+    if symbol is None:
+        return src
+    return Source("fills", src.schema,
+                  (f for b in src.batches if (f := b.filter(pc.equal(b.column("symbol"), symbol))).num_rows))
+
+
+def _with_time(batch: pa.RecordBatch) -> pa.RecordBatch:
+    ts = pc.cast(batch.column("ts_ns").cast(pa.int64()), pa.timestamp("ns", tz="UTC"))
+    return pa.record_batch([ts, *batch.columns], names=["time", *batch.schema.names])
+
+
+@register_source("audit_log", (SourceParam("gate", str, None, help="one gate, e.g. sma_cross/BTCUSDT"),),
+                 "the gates' append-only audit log (var/audit/gates.db)")
+def audit_log_source(gate: str | None) -> Source:
+    """Every entry of the gates' audit log, oldest first, with a readable UTC ``time`` column."""
+    db = settings().var_dir / "audit" / "gates.db"
+    if not db.is_file():
+        raise ExportSourceError(f"no audit log at {db}")
+    cols = "seq, ts_ns, actor, kind, gate, old_state, new_state, reason, vals, prev_hash, hash"
+    where, args = ("WHERE gate = ?", (gate,)) if gate is not None else ("", ())
+    return _sqlite_source("audit_log", db, f"SELECT {cols} FROM audit {where} ORDER BY seq", args,
+                          f"SELECT count(*) FROM audit {where}", derive=_with_time)
+
+
+@register_source("ingested_trades", (
+    SourceParam("symbol", str, "BTCUSDT"), SourceParam("exchange", str, "binance"),
+), "trades ingested from the live stream (var/ingest/<exchange>-<symbol>.sqlite)")
+def ingested_trades_source(symbol: str, exchange: str) -> Source:
+    """Trades the stream ingest stored, in trade-id order, with UTC ``time`` from ``time_us``."""
+    for field_name, value in (("parameters.symbol", symbol), ("parameters.exchange", exchange)):
+        if not _SAFE_ID.fullmatch(value):
+            raise ExportParamError(field_name, value, f"must match {_SAFE_ID.pattern}")
+    db = settings().var_dir / "ingest" / f"{exchange}-{symbol}.sqlite"
+    if not db.is_file():
+        raise ExportSourceError(f"no ingest journal at {db}")
+
+    def derive(b: pa.RecordBatch) -> pa.RecordBatch:
+        ts = pc.cast(pc.multiply(b.column("time_us").cast(pa.int64()), 1000), pa.timestamp("ns", tz="UTC"))
+        return pa.record_batch([ts, *b.columns], names=["time", *b.schema.names])
+
+    return _sqlite_source("ingested_trades", db, "SELECT id, price, qty, time_us, buyer_maker FROM trades ORDER BY id",
+                          count_sql="SELECT count(*) FROM trades", derive=derive)
