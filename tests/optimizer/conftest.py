@@ -7,7 +7,7 @@ import pytest
 
 
 def _warm_worker() -> bool:
-    # import vectorbt and load the cached numba kernels once per worker process
+    # import vectorbt and load the cached numba kernels (fused and Portfolio) once per process
     import pandas as pd
 
     from spark_research.data import generate_bars
@@ -17,6 +17,10 @@ def _warm_worker() -> bool:
     evaluate_fused("sma_cross", bars, pd.DataFrame({"fast": [5], "slow": [20]}))
     evaluate_fused("rsi_reversion", bars, pd.DataFrame({"window": [14], "lower": [30], "upper": [70]}))
     evaluate_fused("donchian_breakout", bars, pd.DataFrame({"window": [20], "exit_window": [10]}))
+    from spark_research.backtest import run_backtest
+
+    res = run_backtest("sma_cross", bars, {"fast": 5, "slow": 20})
+    res.stats, res.equity  # noqa: B018  (compile the stats/value kernels)
     return True
 
 
