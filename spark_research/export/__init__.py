@@ -24,7 +24,7 @@ from typing import Any
 _WHERE = {
     "AuthError": "errors", "ConcurrencyLimitError": "errors", "ExportError": "errors",
     "ExportNotReadyError": "errors", "ExportParamError": "errors", "ExportSourceError": "errors",
-    "UnknownExportError": "errors", "FORMATS": "jobs", "ExportJob": "jobs", "ExportManager": "jobs",
+    "UnknownExportError": "errors", "ReportRenderError": "errors", "FORMATS": "jobs", "ExportJob": "jobs", "ExportManager": "jobs",
     "ReportResult": "report", "render_report": "report", "SOURCES": "sources", "Source": "sources",
     "from_parquet": "sources", "from_table": "sources", "open_source": "sources",
     "register_source": "sources", "CsvResult": "streaming", "write_csv": "streaming",

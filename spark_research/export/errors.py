@@ -51,3 +51,7 @@ class AuthError(ExportError):
 
 class ExportSourceError(ExportError):
     """A source failed while producing rows (missing data, unreadable file)."""
+
+
+class ReportRenderError(ExportError):
+    """Executing or printing a report failed (browser missing, remote resource requested, timeout)."""

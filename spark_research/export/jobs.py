@@ -38,6 +38,7 @@ from spark_research.export.errors import (
     ExportNotReadyError,
     ExportParamError,
     ExportSourceError,
+    ReportRenderError,
     UnknownExportError,
 )
 from spark_research.export.sources import validate_params
@@ -129,8 +130,6 @@ class ExportJob:
 
 
 def _reason(exc: BaseException) -> str:
-    from spark_research.export.pdf import ReportRenderError
-
     if isinstance(exc, ExportParamError):
         return "invalid_params"
     if isinstance(exc, (ExportSourceError, KeyError, FileNotFoundError)):
@@ -278,6 +277,11 @@ class ExportManager:
                     del self._jobs[job.id]
                     removed.append(job.id)
         return removed
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (no new exports run)."""
+        return self._pool._shutdown
 
     def close(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait`` let running exports finish."""

@@ -28,16 +28,12 @@ from pathlib import Path
 from nbconvert.exporters.webpdf import WebPDFExporter
 from traitlets import List, Unicode, default
 
-from spark_research.export.errors import ExportError
+from spark_research.export.errors import ReportRenderError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CHROMIUM = os.environ.get("SPARK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run")
-
-
-class ReportRenderError(ExportError):
-    """Printing a report to PDF failed (browser missing, remote resource requested, timeout)."""
 
 
 class _LaunchFailed(Exception):

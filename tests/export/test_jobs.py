@@ -75,3 +75,27 @@ def test_pdf_is_refused_for_sources_without_a_report(mgr):
     with pytest.raises(ExportParamError) as err:
         mgr.submit("alice", "bars", "pdf", {})
     assert err.value.field == "format" and "backtest_trades" in str(err.value)
+
+
+@pytest.mark.browser
+def test_a_report_notebook_that_raises_fails_the_job_as_render_error(mgr, tmp_path, monkeypatch):
+    import nbformat
+
+    from spark_research import metrics
+    from spark_research.export import report
+
+    broken = tmp_path / "reports"
+    broken.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('artifacts = ""\ntitle = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise RuntimeError('chart library exploded')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, broken / "backtest_report.ipynb")
+    monkeypatch.setattr(report, "REPORTS_DIR", broken)
+    before = metrics.EXPORT_FAIL.labels(reason="render_error", format="pdf")._value.get()
+    job = mgr.submit("alice", "backtest_trades", "pdf", {"synthetic_bars": 1_000})
+    final = mgr.wait(job.id, "alice", timeout=180)
+    assert final.state == "failed" and final.reason == "render_error"
+    assert "chart library exploded" in final.error
+    assert metrics.EXPORT_FAIL.labels(reason="render_error", format="pdf")._value.get() == before + 1
+    assert not any(p.suffix == ".pdf" for p in (mgr.root / job.id).iterdir())
