@@ -1,0 +1,431 @@
+"""The platform's components, started together and stopped together.
+
+==================  ===================================================================
+``streams``         embedded replay exchange (WebSocket on 127.0.0.1) + ingest client
+``archive``         the live 1 s bars written to a Parquet store every few seconds
+``gates``           the gate book over the audit log, the seeded demo desk, and a paper
+                    engine trading the live stream beside a simulated venue
+``exports``         the export manager behind ``/export/*`` and the export center
+``optimizer``       the Dask cluster (LocalCluster, or ``SPARK_DASK_SCHEDULER``) and its scheduler
+``prometheus``      optional local Prometheus scraping this process (``--prometheus``)
+==================  ===================================================================
+
+Components start on background threads so the web server answers at once; ``/health``
+reports each one as ``starting``, ``up``, ``down`` or ``failed`` (with the error). Once they are
+up, :meth:`Platform.exercise` runs one small backtest, sweep and export so every metric of
+``SPEC.md`` has data in the first scrape.
+
+Example::
+
+    >>> p = Platform(ServeConfig(port=0, n_workers=1))   # doctest: +SKIP
+    >>> p.start(); p.wait_ready(30); p.health()["status"]  # doctest: +SKIP
+    'ok'
+    >>> p.stop()                                          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from spark_research import metrics
+from spark_research.config import settings
+
+log = logging.getLogger("spark_research.platform")
+
+#: Components in start order (``prometheus`` only with ``ServeConfig.prometheus``).
+COMPONENTS = ("streams", "archive", "gates", "exports", "optimizer", "prometheus")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``spark serve`` runs and where. Every port but ``port`` is derived or picked free."""
+
+    host: str = "127.0.0.1"  #: bind address of the web server (``SPARK_HOST``)
+    port: int = 5006  #: the Panel/Tornado server: apps, /export, /metrics, /health (``SPARK_PORT``)
+    prometheus: bool = False  #: also run the local Prometheus with the project's rules
+    prometheus_port: int | None = None  #: default ``port + 84`` (5090 for 5006)
+    dask_scheduler: str | None = None  #: ``tcp://host:8786``; None: a LocalCluster of ``n_workers``
+    n_workers: int = 2
+    symbol: str = "BTCUSDT"  #: the live stream's symbol
+    rate: float = 200.0  #: replay messages per second
+    #: fault knobs of the replay exchange (``Faults.parse`` form): the demo shows gaps being resynced
+    faults: str = "skip_every=400,duplicate_every=900,malformed_every=1500"
+    archive_every_s: float = 5.0
+    exercise: bool = True  #: run one backtest, sweep and export at start
+    var_dir: Path = field(default_factory=lambda: settings().var_dir)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port!r}")
+        if self.prometheus_port is not None and not 0 < self.prometheus_port <= 65535:
+            raise ValueError(f"prometheus_port must be in 1..65535, got {self.prometheus_port!r}")
+        if self.n_workers < 1:
+            raise ValueError(f"n_workers must be >= 1, got {self.n_workers!r}")
+        if self.rate <= 0:
+            raise ValueError(f"rate must be > 0, got {self.rate!r}")
+
+    @property
+    def prom_port(self) -> int:
+        return self.prometheus_port or self.port + 84
+
+
+@dataclass
+class ComponentState:
+    """Lifecycle of one component as ``/health`` shows it."""
+
+    name: str
+    state: str = "starting"  #: starting | up | down | failed | disabled
+    error: str | None = None
+    started_s: float | None = None  #: seconds from platform start to up
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Platform:
+    """Every component of ``spark serve`` in one process (see the module docstring)."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.t0 = time.monotonic()
+        self.states = {name: ComponentState(name) for name in COMPONENTS}
+        if not config.prometheus:
+            self.states["prometheus"].state = "disabled"
+        self.pipeline = None
+        self.book = None
+        self.live_session = None
+        self.exports = None
+        self.optimizer = None
+        self.prometheus = None
+        self.bar_store = None
+        self.exercise_report: dict[str, Any] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._archived_until = 0
+        self._imports_done = threading.Event()
+        self._client = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "Platform":
+        """Start every component; returns once the heavy modules are imported (components keep
+        starting on their own threads, ``/health`` shows them coming up)."""
+        self.config.var_dir.mkdir(parents=True, exist_ok=True)
+        _prime_metrics(self.config.symbol)
+        if self.exports is None:
+            self.start_exports_now()
+        # The Dask workers are processes: start them first, they boot while this thread imports.
+        self._spawn("optimizer", self._start_optimizer)
+        preload()  # one thread imports: concurrent first imports of numba/narwhals can deadlock
+        self._imports_done.set()
+        self._spawn("streams", self._start_streams)
+        self._spawn("gates", self._start_gates)
+        if self.config.prometheus:
+            self._spawn("prometheus", self._start_prometheus)
+        threading.Thread(target=self._after_start, name="platform-after-start", daemon=True).start()
+        return self
+
+    def start_exports_now(self) -> None:
+        """Open the export manager synchronously: the web server's export routes need it."""
+        self.config.var_dir.mkdir(parents=True, exist_ok=True)
+        st = self.states["exports"]
+        st.detail = self._start_exports()
+        st.state, st.started_s = "up", round(time.monotonic() - self.t0, 2)
+
+    def _spawn(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
+        def run() -> None:
+            st = self.states[name]
+            try:
+                detail = fn() or {}
+            except Exception as exc:  # a component that fails is reported, the others keep running
+                st.state, st.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("component %s failed to start:\n%s", name, traceback.format_exc())
+                return
+            if self._stop.is_set():
+                return
+            st.state, st.started_s, st.detail = "up", round(time.monotonic() - self.t0, 2), detail
+            log.info("component %s up after %.2fs", name, st.started_s)
+
+        t = threading.Thread(target=run, name=f"start-{name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until no component is ``starting`` (True if all ended ``up``/``disabled``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(s.state != "starting" for s in self.states.values()):
+                break
+            time.sleep(0.05)
+        return all(s.state in ("up", "disabled") for s in self.states.values())
+
+    def stop(self) -> None:
+        """Stop everything, newest first; safe to call twice and while components still start."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)  # a component still starting finishes starting, then is stopped
+        steps = [("prometheus", self._stop_prometheus), ("archive", self._archive_once),
+                 ("streams", self._stop_streams), ("optimizer", self._stop_optimizer),
+                 ("exports", self._stop_exports), ("gates", self._stop_gates)]
+        for name, fn in steps:
+            try:
+                fn()
+            except Exception:
+                log.exception("stopping %s failed", name)
+            if self.states[name].state not in ("disabled", "failed"):
+                self.states[name].state = "down"
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict[str, Any]:
+        """Each component's state (live checks where possible) and an overall status."""
+        out: dict[str, Any] = {}
+        for name, st in self.states.items():
+            state, detail = st.state, dict(st.detail)
+            if state == "up":
+                try:
+                    alive, live = self._probe(name)
+                except Exception as exc:
+                    alive, live = False, {"probe_error": f"{type(exc).__name__}: {exc}"}
+                detail.update(live)
+                state = "up" if alive else "down"
+            out[name] = {"state": state, "up": state == "up", "error": st.error,
+                         "started_s": st.started_s, **({"detail": detail} if detail else {})}
+        states = {c["state"] for c in out.values()} - {"disabled"}
+        overall = "ok" if states <= {"up"} else "starting" if "starting" in states and not states & {"down", "failed"} \
+            else "degraded"
+        return {"status": overall, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.t0, 2),
+                "components": out, "exercise": self.exercise_report}
+
+    def _probe(self, name: str) -> tuple[bool, dict[str, Any]]:
+        if name == "streams":
+            snap = self.pipeline.snapshot()
+            ing = snap["ingest"]
+            return ing["state"].get("trade") == "connected" or ing["state"].get("trade") == "resyncing", {
+                "ws_url": self.pipeline.exchange.ws_url, "last_id": ing["last_id"],
+                "last_price": ing["last_price"], "connection": ing["state"]}
+        if name == "archive":
+            return not self._stop.is_set(), {"bars_archived_until": self._archived_until}
+        if name == "gates":
+            return True, {"gates": {g.name: g.snapshot()["state"] for g in self.book}}
+        if name == "exports":
+            return not self.exports._pool._shutdown, {"root": str(self.exports.root)}
+        if name == "optimizer":
+            client = self.optimizer.client
+            workers = len(client.scheduler_info().get("workers", {}))
+            return client.status == "running" and workers > 0, {"workers": workers,
+                                                                "scheduler": client.scheduler.address}
+        if name == "prometheus":
+            return self.prometheus.running(), {"url": self.prometheus.url}
+        return True, {}
+
+    # ------------------------------------------------------------------ exports
+    def _start_exports(self) -> dict[str, Any]:
+        from spark_research.export import ExportManager
+
+        self.exports = ExportManager(self.config.var_dir / "exports")
+        self.exports.cleanup()
+        return {"root": str(self.exports.root)}
+
+    def _stop_exports(self) -> None:
+        if self.exports is not None:
+            # Running exports finish (their files are written to a temp name and renamed at the
+            # end, so nothing half-written is ever visible); queued ones resume at next start.
+            self.exports.close(wait=True)
+
+    # ------------------------------------------------------------------ streams
+    def _start_streams(self) -> dict[str, Any]:
+        # The stream monitor app watches the process-wide pipeline of views.streams; configure
+        # that one (its knobs are SPARK_STREAM_*) so the monitor and the paper engine see one stream.
+        os.environ.setdefault("SPARK_STREAM_SYMBOL", self.config.symbol)
+        os.environ.setdefault("SPARK_STREAM_RATE", str(self.config.rate))
+        os.environ.setdefault("SPARK_STREAM_FAULTS", self.config.faults)
+        from spark_research.views.streams import shared_pipeline
+
+        self.pipeline = shared_pipeline()
+        self._spawn("archive", self._start_archive)
+        return {"ws_url": self.pipeline.exchange.ws_url, "rest_url": self.pipeline.exchange.rest_url}
+
+    def _stop_streams(self) -> None:
+        if self.pipeline is not None and self.pipeline.client is not None:
+            self.pipeline.stop()
+
+    # ------------------------------------------------------------------ archive
+    def _start_archive(self) -> dict[str, Any]:
+        from spark_research.data import BarStore
+
+        self.bar_store = BarStore(self.config.var_dir / "live_store")
+        threading.Thread(target=self._archive_loop, name="bar-archive", daemon=True).start()
+        return {"store": str(self.bar_store.root)}
+
+    def _archive_loop(self) -> None:
+        while not self._stop.wait(self.config.archive_every_s):
+            try:
+                self._archive_once()
+            except Exception:
+                log.exception("archiving live bars failed")
+
+    def _archive_once(self) -> int:
+        """Write the live 1 s bars closed since the last call to the live Parquet store."""
+        if self.pipeline is None or self.bar_store is None:
+            return 0
+        import pandas as pd
+
+        with self._lock:
+            bars = [b for b in list(self.pipeline.bars_1s) if b.start_us > self._archived_until]
+            if not bars:
+                return 0
+            df = pd.DataFrame([b.as_row() for b in bars])
+            written = self.bar_store.write_bars(df, self.config.symbol)
+            self._archived_until = max(b.start_us for b in bars)
+        return written
+
+    # ------------------------------------------------------------------ gates
+    def _start_gates(self) -> dict[str, Any]:
+        from spark_research.views.gates import shared_desk
+
+        self.book, _ = shared_desk()  # the same book the gate control app's sessions share
+        # The live paper engine needs the stream; attach it when the stream is up.
+        deadline = time.monotonic() + 60
+        while self.pipeline is None or self.pipeline.client is None:
+            if self.states["streams"].state == "failed" or time.monotonic() > deadline or self._stop.is_set():
+                return {"gates": len(list(self.book)), "live_session": None}
+            time.sleep(0.05)
+        self.live_session = _live_session(self.book, self.pipeline, self.config.symbol)
+        return {"gates": len(list(self.book)), "live_session": self.live_session.gate.name}
+
+    def _stop_gates(self) -> None:
+        audit = getattr(self.book, "audit", None)
+        if audit is not None and hasattr(audit, "close"):
+            audit.close()
+
+    # ------------------------------------------------------------------ optimizer
+    def _start_optimizer(self) -> dict[str, Any]:
+        from spark_research.optimizer.cluster import connect
+
+        self._client = connect(self.config.dask_scheduler, n_workers=self.config.n_workers)
+        self._imports_done.wait(120)
+        from spark_research.optimizer import Optimizer
+
+        self.optimizer = Optimizer(self._client)
+        self._client.wait_for_workers(1, timeout=60)
+        return {"scheduler": self._client.scheduler.address, "dashboard": self._client.dashboard_link}
+
+    def _stop_optimizer(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.close()  # the scheduler; the client is ours, closed below
+        if self._client is not None:
+            from spark_research.optimizer.cluster import close_client
+
+            close_client(self._client)  # and the LocalCluster with its worker processes
+
+    # ------------------------------------------------------------------ prometheus
+    def _start_prometheus(self) -> dict[str, Any]:
+        from spark_research.platform.prometheus import PrometheusProcess
+
+        self.prometheus = PrometheusProcess(
+            targets=[f"{_loopback(self.config.host)}:{self.config.port}"], port=self.config.prom_port,
+            workdir=self.config.var_dir / "prometheus", rules=True).start()
+        self.prometheus.wait_ready(30)
+        return {"url": self.prometheus.url}
+
+    def _stop_prometheus(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
+
+    # ------------------------------------------------------------------ exercise
+    def _after_start(self) -> None:
+        for t in list(self._threads):
+            t.join()
+        for t in list(self._threads):  # the archive starts from the streams thread
+            t.join()
+        if self.config.exercise and not self._stop.is_set():
+            try:
+                self.exercise()
+            except Exception:
+                log.exception("start-up exercise failed")
+
+    def exercise(self, timeout: float = 120.0) -> dict[str, Any]:
+        """One small backtest, sweep and CSV export, so every SPEC metric has data."""
+        from spark_research.backtest import run_backtest
+        from spark_research.data import load_bars
+        from spark_research.optimizer import SweepSpec
+
+        report: dict[str, Any] = {}
+        bars = load_bars(self.config.symbol).tail(5_000)
+        t = time.perf_counter()
+        res = run_backtest("sma_cross", bars, {"fast": 10, "slow": 50})
+        report["backtest"] = {"trades": int(res.stats["trades"]), "ms": round((time.perf_counter() - t) * 1e3, 1)}
+        if self.optimizer is not None:
+            spec = SweepSpec(strategy="sma_cross", symbols=[self.config.symbol],
+                             values={"fast": [5, 10, 20], "slow": [50, 100]}, user="platform", name="start-up sweep")
+            frame = bars.set_index("timestamp").drop(columns="symbol")
+            handle = self.optimizer.submit(spec, {self.config.symbol: frame}, persist=False)
+            handle.wait(timeout)
+            report["sweep"] = {"id": handle.id, "status": str(handle.info().get("status"))}
+        if self.exports is not None:
+            job = self.exports.submit("platform", "synthetic_trades", "csv", {"rows": 2_000})
+            job = self.exports.wait(job.id, "platform", timeout=timeout)
+            report["export"] = {"id": job.id, "state": job.state, "rows": job.rows_done}
+        self.exercise_report = report
+        return report
+
+
+#: Modules imported once, up front, by :func:`preload` (in the order their imports nest).
+PRELOAD = ("numpy", "pandas", "distributed", "panel", "holoviews", "spark_research.backtest.engine",
+           "spark_research.optimizer.sweep", "spark_research.views.optimizer", "spark_research.views.backtest",
+           "spark_research.streams.pipeline", "spark_research.views.streams", "spark_research.gates.session",
+           "spark_research.views.gates", "spark_research.export.handlers", "spark_research.export.sources",
+           "spark_research.views.research", "spark_research.views.export_center")
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules`` in this thread (a missing optional module is skipped)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            log.warning("preload: %s not found, skipped", name)
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _live_session(book, pipeline, symbol: str):
+    """A paper engine on the live stream's 1 s bars beside a simulated venue, gated in ``book``."""
+    from spark_research.gates.demo import DEMO_THRESHOLDS, DEMO_VENUES
+    from spark_research.gates.session import PaperLiveSession, stream_bar_callback
+    from spark_research.gates.venue import SimulatedVenue, SimulatorConfig
+
+    cfg = DEMO_VENUES.get(symbol, SimulatorConfig())
+    session = PaperLiveSession.create("sma_cross", symbol, book, SimulatedVenue(cfg),
+                                      params={"fast": 3, "slow": 10}, thresholds=DEMO_THRESHOLDS)
+    pipeline.on_bar(stream_bar_callback(session, interval="1s"))
+    return session
+
+
+def _prime_metrics(symbol: str, exchange: str = "binance") -> None:
+    """Create the zero-valued series of the failure counters, so a scrape shows them before the
+    first failure (Prometheus practice: a counter that appears only on its first increment
+    makes ``increase()`` miss that increment)."""
+    from spark_research.export import FORMATS
+
+    for fmt in FORMATS:
+        for reason in ("invalid_params", "source_error", "render_error", "io_error", "internal", "interrupted"):
+            metrics.EXPORT_FAIL.labels(reason=reason, format=fmt)
+    for kind in ("trade", "depth"):
+        metrics.WS_SEQ_GAPS.labels(exchange, symbol, kind)
+        metrics.WS_RESYNCS.labels(exchange, symbol, kind)
+    metrics.WS_SEQ_GAPS_OPEN.labels(exchange, symbol)
+    metrics.WS_DUPLICATES.labels(exchange, symbol)
+    metrics.WS_RECONNECTS.labels(exchange)
+    for status in ("queued", "running", "completed", "failed", "cancelled"):
+        metrics.OPTIMIZER_JOBS.labels(status=status)
