@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import orjson
@@ -36,9 +37,11 @@ class MalformedMessage(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One trade print, normalised. ``time_us``/``event_us`` are UTC epoch microseconds."""
+class Trade(NamedTuple):
+    """One trade print, normalised. ``time_us``/``event_us`` are UTC epoch microseconds.
+
+    A named tuple rather than a dataclass: one is built per message on the hot path.
+    """
 
     symbol: str
     id: int

@@ -163,6 +163,7 @@ class IngestClient:
         self._batch: list[Trade] = []
         self._batch_live_us: list[int] = []
         self._batch_started = 0.0
+        self._unreported_msgs = 0
         self._closed_bars: list[Bar] = []
         self._pending: dict[int, Trade] = {}
         self._pending_since = 0.0
@@ -376,7 +377,7 @@ class IngestClient:
             self._m_gap.observe(gap_ms)
             self.gaps_ms.append(gap_ms)
         self._last_msg["trade"] = self._last_activity = now
-        self._m_msgs["trade"].inc()
+        self._unreported_msgs += 1  # added to ws_msgs_total at each commit: one lock per batch
         self.counters.msgs += 1
         try:
             t = self.adapter.parse_trade(raw)
@@ -493,6 +494,9 @@ class IngestClient:
             self._loop.call_later(self.config.min_flush_ms / 1000.0, self._flush_when_idle)
 
     def _flush(self) -> None:
+        if self._unreported_msgs:
+            self._m_msgs["trade"].inc(self._unreported_msgs)
+            self._unreported_msgs = 0
         if not self._batch:
             return
         batch, live, bars = self._batch, self._batch_live_us, self._closed_bars
@@ -596,7 +600,8 @@ class IngestClient:
         while not self._stopping:
             await asyncio.sleep(interval)
             now = time.perf_counter()
-            if self._batch and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms:
+            if (self._batch and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms) or (
+                    not self._batch and self._unreported_msgs):
                 self._flush()
             if self._pending and self._resync_task is None:
                 self._drain(now)
