@@ -212,30 +212,40 @@ def donchian_breakout_kernel(open_, close, upper, lower, up_idx, lo_idx, fees, s
 
 def _window_matrix(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Unique windows and a C-ordered (bars x windows) matrix of ``fn(window)``."""
-    windows = np.unique(values.astype(np.int64))
-    mat = np.empty((0, 0))
+    windows = np.unique(np.asarray(values).astype(np.int64))
     cols = [fn(int(w)) for w in windows]
-    mat = np.ascontiguousarray(np.column_stack(cols)) if cols else mat
-    return windows, mat
+    return windows, (np.ascontiguousarray(np.column_stack(cols)) if cols else np.empty((0, 0)))
 
 
 def _sma(close: pd.Series, combos: pd.DataFrame):
-    import vectorbt as vbt
+    # vectorbt's MA.run calls this very kernel; calling it directly skips ~50 ms of wrapping per step
+    from vectorbt.generic.nb import rolling_mean_1d_nb
 
-    windows = np.unique(np.concatenate([combos["fast"], combos["slow"]]).astype(np.int64))
-    ma = vbt.MA.run(close, [int(w) for w in windows]).ma.to_numpy()
-    ma = np.ascontiguousarray(ma.reshape(len(close), -1))
+    c = close.to_numpy(dtype=np.float64)
+    windows, ma = _window_matrix(np.concatenate([combos["fast"], combos["slow"]]),
+                                 lambda w: rolling_mean_1d_nb(c, w, w))
     return (ma, np.searchsorted(windows, combos["fast"].to_numpy()).astype(np.int64),
             np.searchsorted(windows, combos["slow"].to_numpy()).astype(np.int64))
 
 
 def _rsi(close: pd.Series, combos: pd.DataFrame):
-    import vectorbt as vbt
+    # the arithmetic of vectorbt's RSI (rsi_cache_nb / rsi_apply_nb, simple moving averages), step by step
+    from vectorbt.generic.nb import rolling_mean_1d_nb
 
-    windows = np.unique(combos["window"].to_numpy().astype(np.int64))
-    rsi = vbt.RSI.run(close, [int(w) for w in windows]).rsi.to_numpy()
-    rsi = np.ascontiguousarray(rsi.reshape(len(close), -1))
-    return (rsi, np.searchsorted(windows, combos["window"].to_numpy()).astype(np.int64),
+    c = close.to_numpy(dtype=np.float64)
+    delta = np.empty_like(c)
+    delta[0] = np.nan
+    delta[1:] = c[1:] - c[:-1]
+    up = np.where(delta < 0, 0.0, delta)
+    down = np.abs(np.where(delta > 0, 0.0, delta))
+
+    def rsi(w: int) -> np.ndarray:
+        rs = rolling_mean_1d_nb(up, w, w) / rolling_mean_1d_nb(down, w, w)
+        return 100 - 100 / (1 + rs)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        windows, mat = _window_matrix(combos["window"].to_numpy(), rsi)
+    return (mat, np.searchsorted(windows, combos["window"].to_numpy()).astype(np.int64),
             combos["lower"].to_numpy(dtype=np.float64), combos["upper"].to_numpy(dtype=np.float64))
 
 
