@@ -1,7 +1,6 @@
 """Fixtures of the stream tests: a replay exchange and ingest clients, always stopped at teardown."""
 from __future__ import annotations
 
-import time
 
 import pytest
 

@@ -2,12 +2,10 @@
 continue without gaps or duplicates; bars stay consistent across the restarts."""
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

@@ -194,3 +194,46 @@ def test_metrics_follow_connection_state(exchange, ingest):
     wait_until(lambda: msgs._value.get() > m0 + 100, 10, "ws_msgs_total to grow")
     client.stop()
     assert state._value.get() == 0
+
+
+def test_malformed_frame_is_logged_with_truncated_raw_payload(tmp_path):
+    import logging
+
+    class Keep(logging.Handler):
+        records: list[logging.LogRecord] = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    logger, handler = logging.getLogger("spark_research.streams.ingest"), Keep(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        client = IngestClient(IngestConfig(root=tmp_path, from_id=1, depth=False))
+        client._on_trade_frame(b"{" + b"x" * 5_000)
+    finally:
+        logger.removeHandler(handler)
+    assert client.counters.malformed == 1
+    record = next(r for r in handler.records if "malformed" in r.getMessage())
+    assert "raw='{xxxx" in record.getMessage()
+    assert len(record.getMessage()) < 600  # the 5 kB payload is cut to 200 characters
+
+
+def test_unresolvable_gap_stays_open_and_nothing_after_it_is_stored(exchange, tmp_path):
+    from spark_research import metrics
+    from stream_helpers import wait_until as wait
+
+    ex = exchange(n=2_000, rate=2_000, faults=Faults(skip_every=300))
+    dead_rest = "http://127.0.0.1:9"  # discard port: nothing listens, every backfill fails
+    client = IngestClient(IngestConfig(ws_url=ex.ws_url, rest_url=dead_rest, root=tmp_path, from_id=1, depth=False,
+                                       backoff_initial_s=0.02, backoff_max_s=0.2)).start()
+    try:
+        gauge = metrics.WS_SEQ_GAPS_OPEN.labels("binance", "BTCUSDT")
+        wait(lambda: gauge._value.get() == 1, 10, "ws_seq_gaps_open to show the gap")
+        assert ex.wait_finished(10)
+        assert client.call(lambda: client.state["trade"]) == 3  # resyncing
+        stored = client.call(lambda: client.journal.trades())["seq"].to_numpy()
+        assert np.array_equal(stored, np.arange(1, len(stored) + 1)), "a gap was stored silently"
+        assert len(stored) < 300
+    finally:
+        client.stop()
+        client.journal.close()
