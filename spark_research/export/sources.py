@@ -199,9 +199,15 @@ def from_parquet(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     total = sum(m.metadata.num_rows for m in metas)
 
     def batches() -> Iterator[pa.RecordBatch]:
+        # Row group by row group: ParquetFile.iter_batches keeps growing Arrow allocations with
+        # the row count (about +20 MB per million rows here), read_row_group stays flat. Memory
+        # is bounded by one decoded row group, a property of the file, not of its length.
         for m in metas:
-            for b in m.iter_batches(batch_size=batch_rows, columns=columns):
-                yield b.cast(schema) if b.schema != schema else b
+            for i in range(m.metadata.num_row_groups):
+                group = m.read_row_group(i, columns=columns)
+                for b in group.to_batches(max_chunksize=batch_rows):
+                    yield b.cast(schema) if b.schema != schema else b
+                del group
 
     return Source(name, schema, batches(), total)
 
