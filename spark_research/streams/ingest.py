@@ -480,7 +480,8 @@ class IngestClient:
                 metrics.WS_RESYNCS.labels(self.exchange, self.symbol, "trade").inc()
             self._drain(time.perf_counter())
             self._flush()
-            self._set_gaps_open("trade", 0)
+            # still-buffered trades mean ids are still missing before them: the gap stays open
+            self._set_gaps_open("trade", 1 if self._pending else 0)
             if self.state["trade"] == RESYNCING:
                 self._set_state("trade", prev_state if prev_state != RESYNCING else CONNECTED)
         finally:

@@ -237,3 +237,19 @@ def test_unresolvable_gap_stays_open_and_nothing_after_it_is_stored(exchange, tm
     finally:
         client.stop()
         client.journal.close()
+
+
+def test_replay_serves_trades_loaded_from_the_store(tmp_store, exchange):
+    from spark_research.data.synthetic import generate_trades
+    from spark_research.streams.replay import load_tape
+
+    tmp_store.write_trades(generate_trades("ETHUSDT", n=500, seed=4, first_seq=1_001))
+    tape = load_tape("ETHUSDT", store=tmp_store, n=300)
+    ex = ReplayExchange(tape, rate=20_000).start()
+    try:
+        assert ex.symbol == "ETHUSDT" and ex.wait_finished(5)
+        rest = ex.historical_trades(1_201, 1000)
+        assert [r["id"] for r in rest] == list(range(1_201, 1_501))
+        assert [float(r["price"]) for r in rest] == tape["price"].tolist()
+    finally:
+        ex.stop()
