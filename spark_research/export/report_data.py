@@ -92,9 +92,9 @@ def trade_summary(trades: pd.DataFrame) -> pd.DataFrame:
                 "total_pnl": float(g["pnl"].sum()), "fees": float((g["entry_fees"] + g["exit_fees"]).sum()),
                 "avg_return_pct": float(g["return"].mean() * 100) if len(g) else 0.0}
 
-    rows = {side: one(g) for side, g in trades.groupby("side", sort=True)}
-    rows["all"] = one(trades)
-    return pd.DataFrame(rows).T.rename_axis("side")
+    rows = [{"side": side, **one(g)} for side, g in trades.groupby("side", sort=True)]
+    rows.append({"side": "all", **one(trades)})
+    return pd.DataFrame(rows).set_index("side")  # built row-wise so counts stay integers
 
 
 def equity_figure(equity: pd.Series, drawdown: pd.Series, max_points: int = 4_000):
