@@ -253,3 +253,22 @@ def test_replay_serves_trades_loaded_from_the_store(tmp_store, exchange):
         assert [float(r["price"]) for r in rest] == [float(f"{p:.2f}") for p in tape["price"]]  # tick precision
     finally:
         ex.stop()
+
+
+def test_observe_many_fills_the_same_buckets_as_observe():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from spark_research.streams.ingest import observe_many
+
+    reg = CollectorRegistry()
+    one = Histogram("one", "x", buckets=(0.1, 1, 5, 10), registry=reg)
+    bulk = Histogram("bulk", "x", buckets=(0.1, 1, 5, 10), registry=reg)
+    values = [float(v) for v in np.random.default_rng(1).exponential(3, 500)] + [0.1, 1.0, 5.0, 10.0, 11.0] * 10
+    for v in values:
+        one.observe(v)
+    observe_many(bulk, values)
+    samples = {m.name: {(s.name.split("_")[-1], tuple(s.labels.items())): s.value for s in m.samples
+                        if not s.name.endswith("_created")} for m in reg.collect()}
+    a, b = samples["one"], samples["bulk"]
+    assert {k: v for k, v in a.items() if k[0] != "sum"} == {k: v for k, v in b.items() if k[0] != "sum"}
+    assert a[("sum", ())] == pytest.approx(b[("sum", ())], rel=1e-12)
