@@ -162,7 +162,7 @@ class ExportCenter(param.Parameterized):
         if job.state != "succeeded":
             return pn.pane.Markdown(f"Download available when the export has succeeded (now: {job.state}).")
         path = self.manager.file_path(job.id, self.user)
-        return pn.widgets.FileDownload(file=str(path), filename=job.filename, button_type="success",
+        return pn.widgets.FileDownload(file=str(path), filename=job.filename, color="success",
                                        label=f"Download {job.filename}", embed=False, css_classes=["export-download"])
 
     @param.depends("version")

@@ -1,0 +1,203 @@
+"""The pieces of ``spark serve`` without a server: config, ports, index, scrape config, views."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spark_research.platform.components import Platform, ServeConfig
+from spark_research.platform.prometheus import default_rules, scrape_config, write_scrape_config
+from spark_research.platform.web import discover_apps, render_index
+from spark_research.serve import port_free, resolve_port
+from tests.conftest import ROOT
+from tests.serve.serve_helpers import APPS, SPARK
+
+
+# ---------------------------------------------------------------------------- config and ports
+@pytest.mark.parametrize(("field", "value"), [("port", 70000), ("n_workers", 0), ("rate", 0),
+                                              ("prometheus_port", 0)])
+def test_serve_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        ServeConfig(**{field: value})
+
+
+def test_prometheus_port_is_derived_from_the_web_port_unless_given():
+    assert ServeConfig(port=6000).prom_port == 6084
+    assert ServeConfig(port=6000, prometheus_port=9999).prom_port == 9999
+
+
+def test_port_comes_from_flag_then_env_then_default(monkeypatch):
+    monkeypatch.delenv("SPARK_PORT", raising=False)
+    assert resolve_port(None) == 5006
+    monkeypatch.setenv("SPARK_PORT", "7123")
+    assert resolve_port(None) == 7123
+    assert resolve_port(7200) == 7200
+    monkeypatch.setenv("SPARK_PORT", "http")
+    with pytest.raises(SystemExit, match="SPARK_PORT='http'"):
+        resolve_port(None)
+    with pytest.raises(SystemExit, match="port 0 is outside"):
+        resolve_port(0)
+
+
+def test_port_free_sees_a_listening_socket():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert port_free("127.0.0.1", port) is False
+    assert port_free("127.0.0.1", port) is True
+
+
+def test_serve_refuses_a_taken_port_before_starting_anything(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run([*SPARK, "serve", "--port", str(port)], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT, env={"PATH": "/usr/bin:/bin", "SPARK_VAR": str(tmp_path)})
+    assert out.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in out.stderr
+    assert not (tmp_path / "exports").exists()  # nothing started
+
+
+# ---------------------------------------------------------------------------- index
+def test_every_app_is_discovered_with_a_description():
+    apps = {a.slug: a for a in discover_apps()}
+    assert set(APPS) <= set(apps)
+    for slug in APPS:
+        assert apps[slug].description and apps[slug].title, slug
+    assert [a.slug for a in discover_apps()][:4] == list(APPS)  # the platform's order
+
+
+def test_index_page_links_every_app_and_is_no_template_left(tmp_path):
+    out = render_index(discover_apps(), tmp_path / "index.html")
+    text = out.read_text()
+    for slug in APPS:
+        assert f'href="/{slug}"' in text
+    assert "{{" not in text and "{%" not in text  # Bokeh renders the file again as a template
+    assert "http" not in text.replace('lang="en"', "")  # no absolute (CDN) URL
+
+
+# ---------------------------------------------------------------------------- prometheus config
+def test_scrape_config_names_targets_interval_and_rules():
+    cfg = scrape_config(["127.0.0.1:5006"], interval="1s", rules=default_rules())
+    assert cfg["global"]["scrape_interval"] == "1s"
+    job = cfg["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["127.0.0.1:5006"]
+    names = {Path(r).name for r in cfg["rule_files"]}
+    assert names == {"streams.yml", "optimizer.yml", "gates.yml", "backtest.yml", "export.yml"}  # no *_test.yml
+
+
+@pytest.mark.parametrize("targets", [[], ["localhost"], ["127.0.0.1:port"]])
+def test_scrape_config_rejects_bad_targets(targets):
+    with pytest.raises(ValueError, match="target"):
+        scrape_config(targets)
+
+
+def test_written_config_passes_promtool(tmp_path):
+    path = tmp_path / "prometheus.yml"
+    out = subprocess.run([*SPARK, "serve", "--port", "5123", "--write-prometheus-config", str(path),
+                          "--scrape-interval", "1s"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert yaml.safe_load(path.read_text())["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:5123"]
+    check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS" in check.stdout + check.stderr
+
+
+def test_write_scrape_config_leaves_no_temp_file(tmp_path):
+    write_scrape_config(tmp_path / "p.yml", ["127.0.0.1:1"])
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yml"]
+
+
+# ---------------------------------------------------------------------------- health without a server
+def test_health_of_a_platform_not_started_is_starting_and_names_failures():
+    p = Platform(ServeConfig(var_dir=Path(tempfile.mkdtemp())))
+    body = p.health()
+    assert body["status"] == "starting"
+    assert body["components"]["prometheus"]["state"] == "disabled"
+    p.states["optimizer"].state, p.states["optimizer"].error = "failed", "OSError: no scheduler at tcp://x:1"
+    body = p.health()
+    assert body["status"] == "degraded"
+    assert body["components"]["optimizer"] == {"state": "failed", "up": False,
+                                               "error": "OSError: no scheduler at tcp://x:1", "started_s": None}
+    json.dumps(body)  # JSON-ready
+
+
+# ---------------------------------------------------------------------------- views
+def test_research_sweep_values_and_parse_errors():
+    from spark_research.views.research import ResearchExplorer, parse_values
+
+    assert parse_values("5, 10,20", "x values") == [5, 10, 20]
+    with pytest.raises(ValueError, match="x values: 'a, b'"):
+        parse_values("a, b", "x values")
+    with pytest.raises(ValueError, match="y values"):
+        parse_values(" , ", "y values")
+    ex = ResearchExplorer(bars=1_000)
+    assert (ex.x_param, ex.y_param) == ("fast", "slow")
+    assert ex.x_values == "2, 52, 101, 150, 200"
+    ex.strategy = "rsi_reversion"
+    assert ex.x_param == "window" and set(ex.values) == {"window", "lower", "upper"}
+
+
+def test_research_refuses_a_sweep_on_one_parameter_twice():
+    from spark_research.views.research import ResearchExplorer
+
+    ex = ResearchExplorer(bars=1_000)
+    ex.y_param = ex.x_param
+    ex.run_sweep()
+    assert ex.message.startswith("sweep refused: x and y parameter are both 'fast'")
+    assert ex.handle is None
+
+
+def test_research_backtest_shows_stats_and_trades():
+    from spark_research.views.research import ResearchExplorer
+
+    ex = ResearchExplorer(bars=2_000)
+    ex.run_backtest()
+    assert ex.stats["trades"] > 0 and "trades" in ex.message
+    ex.values["fast"] = 10**6  # outside the declared range: the page shows why, nothing raises
+    ex.run_backtest()
+    assert ex.message.startswith("backtest failed:") and "fast" in ex.message
+
+
+def test_export_center_refuses_bad_forms_with_the_field_named(tmp_path):
+    from spark_research.export import ExportManager
+    from spark_research.views.export_center import ExportCenter
+
+    ec = ExportCenter(manager=ExportManager(tmp_path), user="alice")
+    ec.parameters = "{rows: 1}"
+    ec.start()
+    assert ec.message.startswith("refused: parameters is not JSON")
+    ec.parameters = '{"rows": 0}'
+    ec.start()
+    assert "parameters.rows" in ec.message and ec.job_id == ""
+    ec.what = "bars"
+    assert json.loads(ec.parameters) == {"symbol": "BTCUSDT"}
+    ec.format = "pdf"
+    ec.start()
+    assert ec.message.startswith("refused:") and "format" in ec.message
+    ec.manager.close()
+
+
+def test_export_center_follows_a_job_to_its_download(tmp_path):
+    from spark_research.export import ExportManager
+    from spark_research.views.export_center import ExportCenter
+
+    ec = ExportCenter(manager=ExportManager(tmp_path), user="alice")
+    ec.parameters = '{"rows": 700}'
+    ec.start()
+    ec.manager.wait(ec.job_id, "alice", timeout=60)
+    ec.refresh()
+    assert (ec.state, ec.progress) == ("succeeded", 100)
+    assert "700 rows" in ec.message
+    dl = ec.download_view()
+    assert Path(dl.file).read_text().count("\n") == 701 and dl.filename.endswith(".csv")
+    other = ExportCenter(manager=ec.manager, user="bob")
+    assert other.jobs_frame().empty  # users see only their own exports
+    ec.manager.close()
