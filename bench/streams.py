@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -152,6 +153,9 @@ def main() -> int:
             ex.close()
 
     med = statistics.median
+    load = os.getloadavg()
+    print(f"== machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+          "(latency percentiles are sensitive to other processes)")
     print(f"== throughput ({args.n} msgs, exchange unthrottled, median of {args.repeat})")
     print(f"bare websockets+orjson loop : {med(bare_tp):>10,.0f} msg/s   runs {[round(x) for x in bare_tp]}")
     print(f"ingest (parse→gap→persist)  : {med(ing_tp):>10,.0f} msg/s   runs {[round(x) for x in ing_tp]}")

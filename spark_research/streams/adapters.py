@@ -117,6 +117,9 @@ class ExchangeAdapter:
         raise NotImplementedError
 
 
+_INF = float("inf")
+
+
 def _positive(value: object, field: str) -> float:
     x = float(value)  # type: ignore[arg-type]
     if not math.isfinite(x) or x <= 0:
@@ -179,9 +182,11 @@ class BinanceAdapter(ExchangeAdapter):
             tid = m["t"]
             if type(tid) is not int or tid < 0:
                 raise MalformedMessage("invalid", f"field 't' = {tid!r} must be a non-negative integer")
+            price, qty = float(m["p"]), float(m["q"])
+            if not (0.0 < price < _INF and 0.0 < qty < _INF):  # also false for NaN
+                _positive(m["p"], "p"), _positive(m["q"], "q")  # raises, naming the bad field
             to_us = self._to_us
-            return Trade(m["s"], tid, _positive(m["p"], "p"), _positive(m["q"], "q"),
-                         int(m["T"]) * to_us, int(m["E"]) * to_us, bool(m["m"]))
+            return Trade(m["s"], tid, price, qty, int(m["T"]) * to_us, int(m["E"]) * to_us, m["m"] is True)
         except MalformedMessage:
             raise
         except (KeyError, TypeError, ValueError) as exc:

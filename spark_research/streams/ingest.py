@@ -171,7 +171,7 @@ class IngestClient:
         self._pending_since = 0.0
         self._resync_task: asyncio.Task | None = None
         self._gaps_open = {"trade": 0, "depth": 0}
-        self._last_msg = {k: 0.0 for k in self.streams}
+        self._last_trade_msg = 0.0
         self._last_activity = time.perf_counter()  # last trade frame or (re)connect, for the idle check
         self._last_depth_activity = time.perf_counter()
         self._depth_check: asyncio.Task | None = None
@@ -373,12 +373,12 @@ class IngestClient:
 
     def _on_trade_frame(self, raw: bytes | str):
         now = time.perf_counter()
-        last = self._last_msg["trade"]
+        last = self._last_trade_msg
         if last:
             gap_ms = (now - last) * 1000.0
             self._gap_obs.append(gap_ms)  # observed into ws_gap_ms in bulk at the next commit
             self.gaps_ms.append(gap_ms)
-        self._last_msg["trade"] = self._last_activity = now
+        self._last_trade_msg = self._last_activity = now
         self._unreported_msgs += 1  # added to ws_msgs_total at each commit: one lock per batch
         self.counters.msgs += 1
         try:
@@ -530,7 +530,7 @@ class IngestClient:
 
     def _on_depth_frame(self, raw: bytes | str):
         now = time.perf_counter()
-        self._last_msg["depth"] = self._last_depth_activity = now
+        self._last_depth_activity = now
         self._m_msgs["depth"].inc()
         self.counters.msgs += 1
         try:
