@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -124,13 +125,15 @@ def _row_entry(row: tuple) -> AuditEntry:
 class AuditLog:
     """The durable audit log (SQLite, WAL). ``path`` defaults to :func:`default_audit_path`.
 
-    ``synchronous``: ``"FULL"`` (fsync per append, survives power loss; default) or
-    ``"NORMAL"`` (survives a killed process, not a power cut). Thread-safe.
+    ``synchronous``: ``"FULL"`` (fsync per append, survives power loss; the default) or
+    ``"NORMAL"`` (no fsync: survives a killed process, not a power cut); None reads
+    ``SPARK_AUDIT_SYNC`` (default FULL). Thread-safe; several processes may append.
     """
 
     durable = True
 
-    def __init__(self, path: str | Path | None = None, *, synchronous: str = "FULL", timeout_s: float = 10.0):
+    def __init__(self, path: str | Path | None = None, *, synchronous: str | None = None, timeout_s: float = 10.0):
+        synchronous = synchronous or os.environ.get("SPARK_AUDIT_SYNC") or "FULL"
         if synchronous.upper() not in SYNC_MODES:
             raise ValueError(f"synchronous must be one of {SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path) if path is not None else default_audit_path()

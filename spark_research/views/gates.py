@@ -24,6 +24,7 @@ import html
 import threading
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -215,3 +216,47 @@ def session_control() -> GateControl:
     """A :class:`GateControl` for the current browser session (user from ``pn.state.user``)."""
     book, drifts = shared_desk()
     return GateControl(book=book, users=UserDirectory.default(), user=pn.state.user, drifts=drifts)
+
+
+# --------------------------------------------------------------------------- analysis charts
+STATE_LEVEL = {"OPEN": 0, "HALF_OPEN": 1, "CLOSED": 2}
+
+
+def _ensure_backend() -> None:
+    if not hv.Store.current_backend or hv.Store.current_backend not in hv.Store.renderers:
+        hv.extension("bokeh", logo=False)
+
+
+def drift_histogram(drift: pd.DataFrame, bins: int = 30) -> hv.Overlay:
+    """Distribution of |drift| in bps per gate (``drift``: a drift table with ``strategy, symbol, drift_bps``)."""
+    _ensure_backend()
+    parts = []
+    for (strategy, symbol), g in drift.groupby(["strategy", "symbol"], sort=True):
+        freq, edges = np.histogram(g["drift_bps"], bins=bins)
+        parts.append(hv.Histogram((edges, freq), kdims="drift_bps", vdims="fills", label=f"{strategy}/{symbol}")
+                     .opts(alpha=0.5))
+    return hv.Overlay(parts).opts(title="paper-vs-live drift per fill (bps)", responsive=True, height=280,
+                                  legend_position="top_right")
+
+
+def pnl_delta_curve(drift: pd.DataFrame) -> hv.Overlay:
+    """Cumulative live-minus-paper PnL over time, one curve per gate."""
+    _ensure_backend()
+    parts = []
+    for (strategy, symbol), g in drift.groupby(["strategy", "symbol"], sort=True):
+        d = pd.DataFrame({"time": g["timestamp"].dt.tz_localize(None), "cum_pnl_delta": g["pnl_delta"].cumsum()})
+        parts.append(hv.Curve(d, "time", "cum_pnl_delta", label=f"{strategy}/{symbol}").opts(interpolation="steps-post"))
+    return hv.Overlay(parts).opts(title="cumulative PnL delta (live - paper)", responsive=True, height=280,
+                                  legend_position="top_left")
+
+
+def gate_timeline(audit: pd.DataFrame) -> hv.Overlay:
+    """Gate state over time from an audit frame (``AuditLog.frame()``): 0 OPEN, 1 HALF_OPEN, 2 CLOSED."""
+    _ensure_backend()
+    moves = audit[audit["new_state"].isin(list(STATE_LEVEL))]
+    parts = []
+    for gate, g in moves.groupby("gate", sort=True):
+        d = pd.DataFrame({"time": g["time"].dt.tz_localize(None), "state": g["new_state"].map(STATE_LEVEL)})
+        parts.append(hv.Curve(d, "time", "state", label=gate).opts(interpolation="steps-post"))
+    return hv.Overlay(parts).opts(title="gate state (0 OPEN, 1 HALF_OPEN, 2 CLOSED)", responsive=True, height=240,
+                                  yticks=[(0, "OPEN"), (1, "HALF_OPEN"), (2, "CLOSED")], legend_position="right")
