@@ -1,7 +1,7 @@
 """The ingest client: WebSocket trades + diff depth → validated, gap-free, durable trades and bars.
 
 Per symbol it keeps two connections (``<symbol>@trade`` and ``<symbol>@depth@100ms``), each
-reconnecting with exponential backoff and full jitter. Trades are parsed with the exchange
+reconnecting with exponential backoff and jitter (uniform in [cap/2, cap], seeded). Trades are parsed with the exchange
 adapter, checked against the last stored trade id and
 
 * dropped when already stored (duplicate),
@@ -12,8 +12,17 @@ adapter, checked against the last stored trade id and
   the very end of a burst is closed too.
 
 Accepted trades go into a batch that is committed (one SQLite transaction, see
-:mod:`~spark_research.streams.journal`) every ``flush_interval_ms`` or ``max_batch`` trades,
-together with the 1 s / 1 min bars they closed. Only then do bar callbacks run.
+:mod:`~spark_research.streams.journal`) as soon as the socket has nothing more ready (next
+event loop turn, at least ``min_flush_ms`` after the batch opened), and at the latest every
+``flush_interval_ms`` or ``max_batch`` trades under a continuous burst, together with the 1 s /
+1 min bars they closed. Only then do bar callbacks run, and only then is latency measured.
+
+The order book follows Binance's snapshot + diff algorithm (:mod:`~spark_research.streams.book`):
+a snapshot right after each (re)connect, a new one whenever the ``U``/``u`` chain breaks, and a
+comparison with a fresh snapshot when the depth stream stays quiet for ``idle_resync_s``.
+
+State for other processes: ``<root>/<exchange>-<SYMBOL>.status.json`` (every
+``status_interval_s``; ``spark stream status`` prints it) and the SQLite journal beside it.
 
 Bar hook (for the gates' paper engine)::
 
