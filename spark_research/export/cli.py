@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     root_help = "exports directory (default <var>/exports, SPARK_VAR)"
 
     run = exp_sub.add_parser("run", help="run one export now and wait for it")
-    run.add_argument("what", help="source: bars, trades, backtest_trades, synthetic_trades, sweep_results, fills, audit_log")
+    run.add_argument("what", help="source: bars, trades, backtest_trades, synthetic_trades, sweep_results, fills, audit_log, ingested_trades")
     run.add_argument("--format", default="csv", choices=["csv", "csv.gz", "pdf"])
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="source parameter (value parsed as JSON if it can be)")
     run.add_argument("--params-json", help="all parameters as one JSON object")

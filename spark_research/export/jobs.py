@@ -5,6 +5,9 @@ and, once finished, the exported file. A job record survives a restart: jobs tha
 queued or running when the process died are queued again when the next
 :class:`ExportManager` opens the directory (up to :data:`MAX_ATTEMPTS` attempts). Ids are
 32 hex characters (``uuid4().hex``); anything else is rejected before it touches a path.
+One server process should own a directory (``spark serve`` or ``spark export serve``): two
+managers resuming the same directory would both re-run an interrupted job. ``spark export
+run`` opens it without resuming, so it can run beside a server.
 
 Example::
 

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -144,8 +145,6 @@ def render_report(kind: str, params: Mapping[str, Any] | None, out: str | os.Pat
         finally:
             tmp.unlink(missing_ok=True)
         timings["attach"] = time.perf_counter() - t
-        import json
-
         meta = json.loads((work / "meta.json").read_text())
     finally:
         shutil.rmtree(work, ignore_errors=True)
