@@ -25,6 +25,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -132,8 +133,20 @@ def _check_time(name: str, value: int) -> int:
     return value
 
 
+def _locked(method):
+    """Run a gate method under the gate's lock: a manual action from the app's thread and an
+    automatic decision from the bar feed's thread never interleave."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Gate:
-    """One gate (strategy x symbol). Not thread-safe on its own; :class:`GateBook` locks."""
+    """One gate (strategy x symbol). Thread-safe: every decision runs under the gate's lock."""
 
     def __init__(self, strategy: str, symbol: str, thresholds: GateThresholds | None = None,
                  audit: AuditSink | None = None, *, state: GateState = GateState.OPEN,
@@ -143,6 +156,7 @@ class Gate:
 
             audit = MemoryAudit()
         self.strategy, self.symbol = strategy, symbol
+        self._lock = threading.RLock()
         self.name = f"{strategy}/{symbol}"
         self.thresholds = thresholds or GateThresholds()
         self.audit = audit
@@ -167,12 +181,14 @@ class Gate:
         self._m_state.set(int(self.state))
 
     # ------------------------------------------------------------------ inputs
+    @_locked
     def heartbeat(self, data_ts_ns: int) -> None:
         """Record that market data up to ``data_ts_ns`` arrived (a bar closed)."""
         data_ts_ns = _check_time("data_ts_ns", data_ts_ns)
         if self.last_data_ns is None or data_ts_ns > self.last_data_ns:
             self.last_data_ns = data_ts_ns
 
+    @_locked
     def observe_fill(self, drift: FillDrift, now_ns: int | None = None) -> Decision:
         """Account one live fill's drift and decide. Raises on NaN/inf measurements."""
         t0 = time.perf_counter_ns()
@@ -200,6 +216,7 @@ class Gate:
         self._m_latency.observe((time.perf_counter_ns() - t0) / 1e6)
         return decision or Decision(old, self.state)
 
+    @_locked
     def observe_error(self, reason: str, now_ns: int) -> Decision:
         """Account one venue error (reject, timeout) and decide on the error rate."""
         t0 = time.perf_counter_ns()
@@ -216,6 +233,7 @@ class Gate:
         self._m_latency.observe((time.perf_counter_ns() - t0) / 1e6)
         return decision or Decision(old, self.state)
 
+    @_locked
     def tick(self, now_ns: int) -> Decision:
         """Time-driven checks: stale/missing data closes; an expired cooldown starts probation."""
         t0 = time.perf_counter_ns()
@@ -232,6 +250,7 @@ class Gate:
         self._m_latency.observe((time.perf_counter_ns() - t0) / 1e6)
         return decision or Decision(old, self.state)
 
+    @_locked
     def check_order(self, now_ns: int) -> float:
         """Size factor for an order now (1.0 OPEN, ``probation_size`` HALF_OPEN).
 
@@ -243,6 +262,7 @@ class Gate:
         return 1.0 if self.state == GateState.OPEN else self.thresholds.probation_size
 
     # ------------------------------------------------------------------ manual
+    @_locked
     def close(self, actor: str, reason: str, now_ns: int | None = None) -> GateState:
         """Close the gate by hand (holds until opened by hand). ``reason`` is mandatory."""
         reason = _require_reason(reason, "close", self.name)
@@ -251,6 +271,7 @@ class Gate:
         self._transition(GateState.CLOSED, reason, actor, now_ns, kind="manual", manual=True)
         return self.state
 
+    @_locked
     def open(self, actor: str, reason: str, now_ns: int | None = None) -> GateState:
         """Open the gate by hand (ends a manual hold and any probation). ``reason`` is mandatory."""
         reason = _require_reason(reason, "open", self.name)
@@ -336,6 +357,7 @@ class Gate:
         self._m_state.set(int(new))
         return Decision(old, new, reason)
 
+    @_locked
     def apply_entry(self, entry: AuditEntry) -> None:
         """Adopt the state recorded by an audit entry written elsewhere (another process)."""
         new = GateState[entry.new_state]

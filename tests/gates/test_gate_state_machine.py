@@ -254,3 +254,30 @@ def test_book_rebuilds_state_from_the_audit_log(sqlite_audit):
     # a change made by another writer is picked up
     book.open("sma_cross", "ETHUSDT", actor="alice", reason="back")
     assert other.sync() == 1 and other.get("sma_cross/ETHUSDT").state == GateState.OPEN
+
+
+def test_concurrent_manual_and_automatic_decisions_keep_a_consistent_history(thresholds, audit):
+    import threading
+
+    g = Gate("sma_cross", "BTCUSDT", replace(thresholds, cooldown_s=0, probation_fills=1), audit, created_ns=T0)
+    g.heartbeat(T0)
+
+    def auto():
+        for i in range(600):
+            g.observe_fill(drift(bps=90 if i % 2 == 0 else 1, ts=T0))
+            g.tick(T0)
+
+    def manual():
+        for i in range(300):
+            (g.close if i % 2 == 0 else g.open)("alice", f"manual {i}", now_ns=T0)
+
+    threads = [threading.Thread(target=auto), threading.Thread(target=manual)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    entries = audit.entries()
+    assert len(entries) > 600
+    # each entry starts from the state the previous one left: no interleaved half-decisions
+    assert all(b.old_state == a.new_state for a, b in zip(entries, entries[1:]))
+    assert entries[-1].new_state == g.state.name and audit.verify().ok
