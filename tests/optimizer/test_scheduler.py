@@ -170,3 +170,26 @@ def test_failing_step_fails_its_job_only(sched):
 def test_unknown_job_id_is_named(sched):
     with pytest.raises(KeyError, match="'nope'"):
         sched.cancel("nope")
+
+
+def _sample(name: str, labels: dict | None = None) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_metrics_count_jobs_steps_and_waits(sched):
+    before = {k: _sample(k) for k in ("optimizer_queue_wait_ms_count", "optimizer_step_latency_ms_count")}
+    submitted = _sample("optimizer_jobs_total", {"status": "submitted"})
+    completed = _sample("optimizer_jobs_total", {"status": "completed"})
+    failed = _sample("optimizer_jobs_total", {"status": "failed"})
+    sched.submit(steps(3, 0.01), user="m").result(timeout=30)
+    with pytest.raises(JobFailed):
+        sched.submit([(explode, ("boom",), {}, 1.0)], user="m").result(timeout=30)
+    assert _sample("optimizer_queue_wait_ms_count") == before["optimizer_queue_wait_ms_count"] + 4
+    assert _sample("optimizer_step_latency_ms_count") == before["optimizer_step_latency_ms_count"] + 3
+    assert _sample("optimizer_jobs_total", {"status": "submitted"}) == submitted + 2
+    assert _sample("optimizer_jobs_total", {"status": "completed"}) == completed + 1
+    assert _sample("optimizer_jobs_total", {"status": "failed"}) == failed + 1
+    assert _sample("optimizer_workers_running") == 2
+    assert _sample("optimizer_queue_depth") == 0 and _sample("optimizer_steps_inflight") == 0
