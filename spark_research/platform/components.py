@@ -57,6 +57,9 @@ class ServeConfig:
     #: fault knobs of the replay exchange (``Faults.parse`` form): the demo shows gaps being resynced
     faults: str = "skip_every=400,duplicate_every=900,malformed_every=1500"
     archive_every_s: float = 5.0
+    #: bars of the seeded gate demo desk (``SPARK_GATE_DEMO_BARS`` wins): 100 close the drifting
+    #: venue's gate twice and leave it in probation, in a third of the 240-bar default's time
+    gate_demo_bars: int = 100
     exercise: bool = True  #: run one backtest, sweep and export at start
     var_dir: Path = field(default_factory=lambda: settings().var_dir)
 
@@ -287,6 +290,7 @@ class Platform:
     def _start_gates(self) -> dict[str, Any]:
         from spark_research.views.gates import shared_desk
 
+        os.environ.setdefault("SPARK_GATE_DEMO_BARS", str(self.config.gate_demo_bars))
         self.book, _ = shared_desk()  # the same book the gate control app's sessions share
         # The live paper engine needs the stream; attach it when the stream is up.
         deadline = time.monotonic() + 60

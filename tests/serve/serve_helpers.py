@@ -109,6 +109,10 @@ def wait_until_apps_answer(s: Served, timeout: float = 180.0) -> dict[str, float
             continue
         if not pending:
             s.timings["apps"] = time.monotonic() - s.started_at
+            # CPU the server spent getting there: on a loaded machine wall time says little
+            cpu = psutil.Process(s.proc.pid).cpu_times()
+            s.timings["apps_cpu_s_main_process"] = cpu.user + cpu.system
+            s.timings["load_avg_1m"] = os.getloadavg()[0]
             break
     else:
         raise TimeoutError(f"apps {pending} did not answer within {timeout}s:\n{s.log()[-4000:]}")
