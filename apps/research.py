@@ -21,9 +21,9 @@ pn.Column(
                   width=380),
         pn.Column(ex.charts_view, sizing_mode="stretch_width"),
     ),
-    pn.pane.Markdown("### Trades (first 200)"),
-    ex.trades_view,
     pn.pane.Markdown("### Parameter sweep"),
     pn.Row(pn.Column(ex.sweep_controls(), width=380), ex.heatmap_view),
+    pn.pane.Markdown("### Trades (first 200)"),
+    pn.Column(ex.trades_view, height=320, scroll=True, sizing_mode="stretch_width"),
     sizing_mode="stretch_width",
 ).servable(title="Research explorer")
