@@ -41,3 +41,21 @@ def sqlite_audit(tmp_path):
     log = AuditLog(tmp_path / "audit" / "gates.db")
     yield log
     log.close()
+
+
+from spark_research.backtest import Param, Signals, Strategy  # noqa: E402
+
+
+class QuickSma(Strategy):
+    """SMA crossover on pandas rolling means: the session tests' cheap stand-in for ``sma_cross``
+    (the gate wiring is under test there; parity with the shipped strategies is proven separately)."""
+
+    name = "quick_sma"
+    fast = Param(3, low=2, high=50)
+    slow = Param(10, low=3, high=200)
+
+    def signals(self, bars, fast, slow):
+        f, s = bars["close"].rolling(int(fast)).mean(), bars["close"].rolling(int(slow)).mean()
+        above = (f > s).fillna(False)
+        prev = above.shift(1, fill_value=False)
+        return Signals(entries=above & ~prev, exits=~above & prev)

@@ -19,7 +19,7 @@ CASES = [
 
 @pytest.mark.parametrize("strategy,params,fees,slippage", CASES)
 def test_paper_fills_equal_backtest_fills(strategy, params, fees, slippage):
-    bars = generate_bars("ETHUSDT", n=400, seed=11)
+    bars = generate_bars("ETHUSDT", n=250, seed=11)
     expected = run_backtest(strategy, bars, params, fees=fees, slippage=slippage).orders
     engine = PaperEngine(strategy, params, symbol="ETHUSDT", fees=fees, slippage=slippage)
     paper = engine.run(bars)
@@ -33,7 +33,7 @@ def test_paper_fills_equal_backtest_fills(strategy, params, fees, slippage):
 
 
 def test_final_cash_matches_the_backtest_equity():
-    bars = generate_bars("BTCUSDT", n=300, seed=5)
+    bars = generate_bars("BTCUSDT", n=200, seed=5)
     res = run_backtest("sma_cross", bars, {"fast": 4, "slow": 12})
     engine = PaperEngine("sma_cross", {"fast": 4, "slow": 12}, symbol="BTCUSDT")
     engine.run(bars)
@@ -41,7 +41,7 @@ def test_final_cash_matches_the_backtest_equity():
 
 
 def test_on_bar_returns_the_fill_at_the_next_open():
-    bars = generate_bars("BTCUSDT", n=200, seed=5)
+    bars = generate_bars("BTCUSDT", n=120, seed=5)
     engine = PaperEngine("sma_cross", {"fast": 4, "slow": 12}, symbol="BTCUSDT")
     records = bars.to_dict("records")
     for i, bar in enumerate(records):
@@ -51,7 +51,7 @@ def test_on_bar_returns_the_fill_at_the_next_open():
             assert fills[0].price == bar["open"] * (1 + 0.0005)
             break
     else:
-        pytest.fail("no fill in 200 bars")
+        pytest.fail("no fill in 120 bars")
 
 
 def test_bad_bars_are_rejected_by_field():

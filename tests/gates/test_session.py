@@ -11,6 +11,7 @@ from spark_research.gates.gate import GateBook, GateThresholds
 from spark_research.gates.model import Fill, Order
 from spark_research.gates.session import PaperLiveSession
 from spark_research.gates.venue import SimulatedVenue, SimulatorConfig
+from tests.gates.conftest import QuickSma
 
 BARS = generate_bars("BTCUSDT", n=220, seed=21)
 PARAMS = {"fast": 3, "slow": 10}
@@ -28,10 +29,10 @@ class MirrorVenue:
                      order.size * price * 0.001, self.name)]
 
 
-def _session(venue, audit=None, **th):
+def _session(venue, audit=None, strategy=QuickSma, **th):
     book = GateBook(audit or MemoryAudit())
     thresholds = GateThresholds(**{"cooldown_s": 600, "probation_fills": 2, **th})
-    return PaperLiveSession.create("sma_cross", "BTCUSDT", book, venue, params=PARAMS, thresholds=thresholds,
+    return PaperLiveSession.create(strategy, "BTCUSDT", book, venue, params=PARAMS, thresholds=thresholds,
                                    start_ns=BARS["timestamp"].iloc[0].value)
 
 
@@ -41,7 +42,7 @@ def _state_at(states: pd.DataFrame, ts: int) -> str:
 
 
 def test_zero_drift_venue_never_closes_the_gate():
-    s = _session(MirrorVenue())
+    s = _session(MirrorVenue(), strategy="sma_cross")  # the shipped strategy, end to end
     s.replay(BARS)
     assert len(s.paper_fills) >= 6
     assert s.gate.state.name == "OPEN" and not s.refused
@@ -74,7 +75,7 @@ def test_probation_trades_reduced_size():
 def test_replay_is_deterministic_including_the_audit_chain(tmp_path):
     heads = []
     for run in range(2):
-        with AuditLog(tmp_path / f"a{run}.db") as log:
+        with AuditLog(tmp_path / f"a{run}.db", synchronous="NORMAL") as log:
             s = _session(SimulatedVenue(SimulatorConfig(seed=9, slippage_bps=30, reject_prob=0.1)), audit=log,
                          max_fill_drift_bps=35)
             s.replay(BARS)
