@@ -57,32 +57,42 @@ class BarAggregator:
         for name, us in self.intervals.items():
             if us <= 0:
                 raise ValueError(f"interval {name!r} length must be > 0 µs, got {us!r}")
-        self.open_bars: dict[str, Bar] = {}
+        # per interval: [length_us, name, open bar or None, end_us of the open bar]; a list of
+        # small lists because this runs once per trade per interval
+        self._slots: list[list] = [[us, name, None, 0] for name, us in self.intervals.items()]
+
+    @property
+    def open_bars(self) -> dict[str, Bar]:
+        """The bars still open, by interval name."""
+        return {slot[1]: slot[2] for slot in self._slots if slot[2] is not None}
 
     def add(self, t: Trade) -> list[Bar]:
         """Fold trade ``t`` in; return the bars it closed (oldest first)."""
         closed: list[Bar] = []
-        for name, length in self.intervals.items():
-            start = t.time_us - t.time_us % length
-            bar = self.open_bars.get(name)
-            if bar is None or start > bar.start_us:
-                if bar is not None:
-                    closed.append(bar)
-                self.open_bars[name] = Bar(self.symbol, name, start, t.price, t.price, t.price, t.price,
-                                           t.qty, 1, t.id, t.id)
-            else:
-                if t.price > bar.high:
-                    bar.high = t.price
-                if t.price < bar.low:
-                    bar.low = t.price
-                bar.close = t.price
+        price, ts = t.price, t.time_us
+        for slot in self._slots:
+            bar = slot[2]
+            if bar is not None and ts < slot[3]:  # same bucket (or a late trade: folded in)
+                if price > bar.high:
+                    bar.high = price
+                elif price < bar.low:
+                    bar.low = price
+                bar.close = price
                 bar.volume += t.qty
                 bar.trades += 1
                 bar.last_id = t.id
+            else:
+                if bar is not None:
+                    closed.append(bar)
+                length = slot[0]
+                start = ts - ts % length
+                slot[2] = Bar(self.symbol, slot[1], start, price, price, price, price, t.qty, 1, t.id, t.id)
+                slot[3] = start + length
         return closed
 
     def restore(self, trades: list[Trade]) -> None:
         """Rebuild the open bars from the stored trades of the current buckets (after a restart)."""
-        self.open_bars.clear()
+        for slot in self._slots:
+            slot[2], slot[3] = None, 0
         for t in trades:
             self.add(t)
