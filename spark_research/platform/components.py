@@ -111,6 +111,8 @@ class Platform:
         self._lock = threading.Lock()
         self._archived_until = 0
         self._imports_done = threading.Event()
+        #: set once the Dask cluster's processes are spawned (or that failed): see platform.main
+        self.cluster_spawned = threading.Event()
         self._client = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -310,7 +312,10 @@ class Platform:
     def _start_optimizer(self) -> dict[str, Any]:
         from spark_research.optimizer.cluster import connect
 
-        self._client = connect(self.config.dask_scheduler, n_workers=self.config.n_workers)
+        try:
+            self._client = connect(self.config.dask_scheduler, n_workers=self.config.n_workers)
+        finally:
+            self.cluster_spawned.set()
         self._imports_done.wait(120)
         from spark_research.optimizer import Optimizer
 

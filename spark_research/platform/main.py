@@ -31,6 +31,12 @@ def run(config: ServeConfig) -> int:
     runtime.register(platform)
     apps = discover_apps()
     server = None
+    stopping: list[int] = []
+    # Ctrl-C in a terminal reaches the whole process group, Dask's worker processes included.
+    # Ignored while they are spawned, SIGINT stays ignored in them (an ignored signal is inherited),
+    # so they are stopped in order by the cluster instead of dying with a KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
     try:
         platform.start()
         server = build_server(platform, apps, host=config.host, port=config.port)
@@ -41,8 +47,11 @@ def run(config: ServeConfig) -> int:
             log.info("spark serve: %s received, stopping", signal.Signals(signum).name)
             loop.asyncio_loop.call_soon_threadsafe(loop.stop)
 
+        platform.cluster_spawned.wait(60)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        if stopping:  # a SIGTERM that came while starting
+            stop(stopping[0], None)
         print(banner(config.host, config.port, apps,
                      f"http://127.0.0.1:{config.prom_port}" if config.prometheus else None), flush=True)
         log.info("web server listening after %.2fs", time.monotonic() - t0)

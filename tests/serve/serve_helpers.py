@@ -71,8 +71,9 @@ def start_serve(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Ser
     var = tmp / "var"
     log_path = tmp / "serve.log"
     log = open(log_path, "w")
+    # Its own process group, like a shell job: a terminal's Ctrl-C can be replayed with killpg.
     proc = subprocess.Popen([*SPARK, "serve", "--port", str(port), *args], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT,
+                            stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "SPARK_VAR": str(var), "PYTHONUNBUFFERED": "1", **(env or {})})
     return Served(proc, port, var, log_path, time.monotonic())
 
@@ -124,15 +125,20 @@ def wait_until_apps_answer(s: Served, timeout: float = 180.0) -> dict[str, float
     raise TimeoutError(f"/health not ok within {timeout}s: {s.health()}")
 
 
-def stop_serve(s: Served, sig: int = signal.SIGINT, timeout: float = 60.0) -> tuple[int | None, list[str]]:
-    """Signal ``spark serve``, wait for it, and return ``(exit code, descriptions of survivors)``.
+def stop_serve(s: Served, sig: int = signal.SIGINT, timeout: float = 60.0,
+               group: bool = False) -> tuple[int | None, list[str]]:
+    """Signal ``spark serve`` (``group``: its whole process group, as a terminal's Ctrl-C does),
+    wait for it, and return ``(exit code, descriptions of survivors)``.
 
     Survivors are its child processes still alive 5 s after it exited (orphans); they, and the
     server itself if it hangs past ``timeout``, are killed before returning, so nothing leaks.
     """
     kids = s.children()
     if s.proc.poll() is None:
-        s.proc.send_signal(sig)
+        if group:
+            os.killpg(s.proc.pid, sig)
+        else:
+            s.proc.send_signal(sig)
     try:
         code = s.proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

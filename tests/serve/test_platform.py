@@ -247,10 +247,11 @@ def test_export_center_export_downloads(served, page, tmp_path):
 def test_ctrl_c_stops_everything_and_leaves_no_orphans(served):
     kids = served.children()
     assert len(kids) >= 2, "expected the Dask worker processes as children"
-    code, survivors = stop_serve(served, signal.SIGINT)
+    code, survivors = stop_serve(served, signal.SIGINT, group=True)  # Ctrl-C reaches the whole group
     assert code == 0, served.log()[-3000:]
     assert survivors == [], f"orphans after Ctrl-C: {survivors}"
     assert "spark serve: stopped" in served.log()
+    assert "Traceback" not in served.log(), served.log()[-3000:]
     leftovers = [p for p in served.var.rglob("*") if p.name.startswith((".tmp-", ".job-"))]
     assert leftovers == [], f"half-written files: {leftovers}"
     with pytest.raises(OSError):
