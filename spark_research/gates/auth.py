@@ -6,7 +6,9 @@ The embedded default ships two demo users (passwords in the README of the gate c
 
     {"users": {"alice": {"role": "operator", "bcrypt": "$2b$12$..."}}}
 
-Create a hash with :func:`hash_password`. Passwords are never stored in clear.
+Create a hash with :func:`hash_password`. Passwords are never stored in clear. With Panel's
+OAuth (``panel serve --oauth-provider ...``) list the OAuth user names with a role and no
+``bcrypt`` field: they get their role, and cannot sign in with a password.
 
 Example::
 
@@ -57,8 +59,8 @@ class UserDirectory:
         for name, rec in self.users.items():
             if rec.get("role") not in ROLES:
                 raise ValueError(f"user {name!r}: role must be one of {ROLES}, got {rec.get('role')!r}")
-            if not str(rec.get("bcrypt", "")).startswith("$2"):
-                raise ValueError(f"user {name!r}: field 'bcrypt' must be a bcrypt hash")
+            if "bcrypt" in rec and not str(rec["bcrypt"]).startswith("$2"):
+                raise ValueError(f"user {name!r}: field 'bcrypt' must be a bcrypt hash, got {str(rec['bcrypt'])[:8]!r}...")
 
     @classmethod
     def default(cls) -> "UserDirectory":
@@ -77,7 +79,7 @@ class UserDirectory:
     def authenticate(self, username: str, password: str) -> bool:
         """True when ``password`` matches the user's hash (constant-time compare by bcrypt)."""
         rec = self.users.get(username or "")
-        if rec is None or not password:
+        if rec is None or not password or "bcrypt" not in rec:
             return False
         return bcrypt.checkpw(password.encode(), rec["bcrypt"].encode())
 

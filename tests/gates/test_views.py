@@ -63,3 +63,26 @@ def test_analysis_charts_have_one_element_per_gate():
     timeline = gate_timeline(trail)
     assert len(timeline) == 2
     assert list(timeline.get(0).dframe()["state"]) == [0, 2]
+
+
+def test_users_file_roles_hashes_and_errors(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from spark_research.gates.auth import hash_password
+
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"users": {
+        "alice": {"role": "operator", "bcrypt": hash_password("pw-alice", rounds=4)},
+        "sso-bob": {"role": "viewer"},  # an OAuth user: a role, no password
+    }}))
+    monkeypatch.setenv("SPARK_GATE_USERS", str(path))
+    users = UserDirectory.default()
+    assert users.authenticate("alice", "pw-alice") and not users.authenticate("alice", "operator-demo")
+    assert not users.authenticate("operator", "operator-demo")  # demo users are gone
+    assert not users.authenticate("sso-bob", "") and users.role("sso-bob") == "viewer"
+    with pytest.raises(ValueError, match="user 'x': role must be one of"):
+        UserDirectory({"x": {"role": "admin", "bcrypt": "$2b$..."}})
+    with pytest.raises(ValueError, match="user 'y': field 'bcrypt' must be a bcrypt hash, got 'plain'"):
+        UserDirectory({"y": {"role": "viewer", "bcrypt": "plain"}})
