@@ -15,14 +15,17 @@ Prints medians and ratios; never asserts on wall time. ``python bench/optimizer.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 
-import numpy as np
-import pandas as pd
-from backtesting import Strategy as _BtStrategy
-from backtesting.lib import crossover
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py draws a bar per run otherwise
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from backtesting import Strategy as _BtStrategy  # noqa: E402
+from backtesting.lib import crossover  # noqa: E402
 
 
 def median_time(fn, repeat: int) -> tuple[float, object]:

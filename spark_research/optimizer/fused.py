@@ -97,28 +97,34 @@ def _order(entry: bool, exit_: bool, price: float, cash: float, pos: float, fees
 
 
 @njit(cache=True, inline="always")
-def _value_stats(t: int, value: float, prev_value: float, n_ret: int, mean: float, m2: float,
+def _value_stats(t: int, value: float, prev_value: float, n_ret: int, s1: float, s2: float,
                  peak: float, mdd: float):
-    """Welford update of per-bar returns and the running drawdown."""
-    if prev_value == 0.0:
-        r = 0.0 if value == 0.0 else np.inf * np.sign(value)
-    else:
-        r = (value - prev_value) / prev_value
+    """Accumulate per-bar returns (sum, sum of squares) and the running drawdown.
+
+    Divisions are what this loop costs, so they are skipped where they cannot matter: a bar
+    whose value did not change has a return of exactly 0, and a bar that is not below the
+    deepest drawdown so far (checked by a multiplication with a safety margin) cannot set it.
+    """
+    if value != prev_value:
+        if prev_value == 0.0:
+            r = np.inf * np.sign(value)
+        else:
+            r = (value - prev_value) / prev_value
+        s1 += r
+        s2 += r * r
     n_ret += 1
-    delta = r - mean
-    mean += delta / n_ret
-    m2 += delta * (r - mean)
     if t == 0 or value > peak:
         peak = value
-    dd = value / peak - 1.0
-    if dd < mdd:
-        mdd = dd
-    return n_ret, mean, m2, peak, mdd
+    elif value < peak * (1.0 + mdd) * (1.0 + 1e-12):
+        dd = value / peak - 1.0
+        if dd < mdd:
+            mdd = dd
+    return n_ret, s1, s2, peak, mdd
 
 
 @njit(cache=True, inline="always")
 def _finish(out: np.ndarray, k: int, cash: float, pos: float, last_close: float, init_cash: float,
-            trades: int, n_ret: int, mean: float, m2: float, mdd: float, ann_factor: float) -> None:
+            trades: int, n_ret: int, s1: float, s2: float, mdd: float, ann_factor: float) -> None:
     final = cash + pos * last_close
     out[k, 0] = (final - init_cash) / init_cash
     out[k, 1] = final
@@ -126,7 +132,8 @@ def _finish(out: np.ndarray, k: int, cash: float, pos: float, last_close: float,
     if n_ret < 2:
         out[k, 3] = np.nan
     else:
-        std = np.sqrt(m2 / (n_ret - 1))
+        mean = s1 / n_ret
+        std = np.sqrt(max((s2 - s1 * mean) / (n_ret - 1), 0.0))
         out[k, 3] = np.inf if std == 0.0 else mean / std * np.sqrt(ann_factor)
     out[k, 4] = mdd
 
@@ -139,14 +146,14 @@ def sma_cross_kernel(open_, close, ma, fast_idx, slow_idx, fees, slip, init_cash
         f, s = fast_idx[k], slow_idx[k]
         cash, pos, trades = init_cash, 0.0, 0
         entry, exit_ = False, False
-        prev_value, n_ret, mean, m2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
+        prev_value, n_ret, s1, s2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
         c = 0
         for t in range(n):
             if entry or exit_:
                 cash, pos, filled = _order(entry, exit_, open_[t], cash, pos, fees, slip)
                 trades += filled
             value = cash + pos * close[t]
-            n_ret, mean, m2, peak, mdd = _value_stats(t, value, prev_value, n_ret, mean, m2, peak, mdd)
+            n_ret, s1, s2, peak, mdd = _value_stats(t, value, prev_value, n_ret, s1, s2, peak, mdd)
             prev_value = value
             if c < ck_idx.shape[0] and ck_idx[c] == t:
                 ck_out[c, k] = value
@@ -155,7 +162,7 @@ def sma_cross_kernel(open_, close, ma, fast_idx, slow_idx, fees, slip, init_cash
                 a, b, pa, pb = ma[t, f], ma[t, s], ma[t - 1, f], ma[t - 1, s]
                 entry = a > b and pa <= pb
                 exit_ = b > a and pb <= pa
-        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, mean, m2, mdd, ann_factor)
+        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
 
 
 @njit(cache=True, nogil=True)
@@ -166,14 +173,14 @@ def rsi_reversion_kernel(open_, close, rsi, win_idx, lower, upper, fees, slip, i
         w, lo, hi = win_idx[k], lower[k], upper[k]
         cash, pos, trades = init_cash, 0.0, 0
         entry, exit_ = False, False
-        prev_value, n_ret, mean, m2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
+        prev_value, n_ret, s1, s2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
         c = 0
         for t in range(n):
             if entry or exit_:
                 cash, pos, filled = _order(entry, exit_, open_[t], cash, pos, fees, slip)
                 trades += filled
             value = cash + pos * close[t]
-            n_ret, mean, m2, peak, mdd = _value_stats(t, value, prev_value, n_ret, mean, m2, peak, mdd)
+            n_ret, s1, s2, peak, mdd = _value_stats(t, value, prev_value, n_ret, s1, s2, peak, mdd)
             prev_value = value
             if c < ck_idx.shape[0] and ck_idx[c] == t:
                 ck_out[c, k] = value
@@ -182,7 +189,7 @@ def rsi_reversion_kernel(open_, close, rsi, win_idx, lower, upper, fees, slip, i
                 r, pr = rsi[t, w], rsi[t - 1, w]
                 entry = lo > r and lo <= pr
                 exit_ = r > hi and pr <= hi
-        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, mean, m2, mdd, ann_factor)
+        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
 
 
 @njit(cache=True, nogil=True)
@@ -193,21 +200,21 @@ def donchian_breakout_kernel(open_, close, upper, lower, up_idx, lo_idx, fees, s
         u, l = up_idx[k], lo_idx[k]
         cash, pos, trades = init_cash, 0.0, 0
         entry, exit_ = False, False
-        prev_value, n_ret, mean, m2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
+        prev_value, n_ret, s1, s2, peak, mdd = init_cash, 0, 0.0, 0.0, 0.0, 0.0
         c = 0
         for t in range(n):
             if entry or exit_:
                 cash, pos, filled = _order(entry, exit_, open_[t], cash, pos, fees, slip)
                 trades += filled
             value = cash + pos * close[t]
-            n_ret, mean, m2, peak, mdd = _value_stats(t, value, prev_value, n_ret, mean, m2, peak, mdd)
+            n_ret, s1, s2, peak, mdd = _value_stats(t, value, prev_value, n_ret, s1, s2, peak, mdd)
             prev_value = value
             if c < ck_idx.shape[0] and ck_idx[c] == t:
                 ck_out[c, k] = value
                 c += 1
             entry = close[t] > upper[t, u]
             exit_ = close[t] < lower[t, l]
-        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, mean, m2, mdd, ann_factor)
+        _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
 
 
 def _window_matrix(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
