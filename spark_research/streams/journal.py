@@ -62,8 +62,9 @@ class IngestJournal:
         con = self.con
         con.execute("BEGIN")
         try:
-            con.executemany("INSERT INTO trades VALUES (?,?,?,?,?,?)",
-                            [(t.id, t.price, t.qty, t.time_us, t.buyer_maker, t.event_us) for t in trades])
+            # Trade is (symbol, id, price, qty, time_us, event_us, buyer_maker): bind t[1:] as is
+            con.executemany("INSERT INTO trades (id, price, qty, time_us, event_us, buyer_maker) "
+                            "VALUES (?,?,?,?,?,?)", [t[1:] for t in trades])
             if bars:
                 con.executemany("INSERT OR REPLACE INTO bars VALUES (?,?,?,?,?,?,?,?,?,?)",
                                 [(b.interval, b.start_us, b.open, b.high, b.low, b.close, b.volume, b.trades,
