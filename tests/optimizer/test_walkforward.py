@@ -26,7 +26,7 @@ def test_rolling_and_anchored_windows():
 def test_walk_forward_picks_is_best_and_evaluates_it_out_of_sample(optimizer, anchored):
     bars = generate_bars("BTCUSDT", n=9_000, seed=21)
     spec = SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"],
-                     values={"fast": [5, 10, 20, 30], "slow": [40, 80, 120, 160]})
+                     values={"fast": [5, 10, 30], "slow": [40, 80, 160]})
     wf = walk_forward(optimizer, spec, bars, is_bars=3_000, oos_bars=2_000, anchored=anchored,
                       n_periods=32, cscv_splits=8, timeout=120)
     frame = bars.set_index("timestamp").drop(columns="symbol")
@@ -37,7 +37,7 @@ def test_walk_forward_picks_is_best_and_evaluates_it_out_of_sample(optimizer, an
         # the chosen parameters are the in-sample best of a direct serial sweep
         table = pd.DataFrame([{"symbol": "BTCUSDT", "fast": f, "slow": s,
                                **run_backtest("sma_cross", frame.iloc[a:b], {"fast": f, "slow": s}).stats}
-                              for f in (5, 10, 20, 30) for s in (40, 80, 120, 160)])
+                              for f in (5, 10, 30) for s in (40, 80, 160)])
         best = rank(table, spec).iloc[0]
         assert (row["fast"], row["slow"]) == (best["fast"], best["slow"])
         assert row["is_objective"] == pytest.approx(best["objective"], rel=1e-9)
@@ -49,7 +49,7 @@ def test_walk_forward_picks_is_best_and_evaluates_it_out_of_sample(optimizer, an
     assert len(wf.oos_equity) == 3 * 2_000 and wf.oos_equity.index.is_monotonic_increasing
     assert wf.oos_equity.iloc[-1] == pytest.approx(level, rel=1e-9)
     rep = wf.report()
-    assert rep["trials"] == 16 and rep["cscv_splits"] == 8 and 0.0 <= rep["pbo"] <= 1.0
+    assert rep["trials"] == 9 and rep["cscv_splits"] == 8 and 0.0 <= rep["pbo"] <= 1.0
     assert 0.0 <= rep["dsr"] <= 1.0 and len(wf.pbo.logits) == 70  # C(8, 4) splits
     assert rep["oos_objective_mean"] == pytest.approx(wf.windows["oos_objective"].mean())
 
