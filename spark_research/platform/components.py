@@ -57,9 +57,9 @@ class ServeConfig:
     #: fault knobs of the replay exchange (``Faults.parse`` form): the demo shows gaps being resynced
     faults: str = "skip_every=400,duplicate_every=900,malformed_every=1500"
     archive_every_s: float = 5.0
-    #: bars of the seeded gate demo desk (``SPARK_GATE_DEMO_BARS`` wins): 100 close the drifting
-    #: venue's gate twice and leave it in probation, in a third of the 240-bar default's time
-    gate_demo_bars: int = 100
+    #: bars of the seeded gate demo desk (``SPARK_GATE_DEMO_BARS`` wins): 60 close the drifting
+    #: venue's gate and leave it in probation, in a quarter of the 240-bar default's time
+    gate_demo_bars: int = 60
     exercise: bool = True  #: run one backtest, sweep and export at start
     var_dir: Path = field(default_factory=lambda: settings().var_dir)
 
@@ -125,10 +125,14 @@ class Platform:
             self.start_exports_now()
         # The Dask workers are processes: start them first, they boot while this thread imports.
         self._spawn("optimizer", self._start_optimizer)
-        preload()  # one thread imports: concurrent first imports of numba/narwhals can deadlock
-        self._imports_done.set()
+        # One thread imports the third-party stack: concurrent first imports of numba/narwhals
+        # can deadlock. The gate desk (the slowest to build) starts as soon as its modules are in.
+        preload(PRELOAD_CORE)
         self._spawn("streams", self._start_streams)
         self._spawn("gates", self._start_gates)
+        preload(PRELOAD_REST)
+        self._imports_done.set()
+        log.info("modules imported after %.2fs", time.monotonic() - self.t0)
         if self.config.prometheus:
             self._spawn("prometheus", self._start_prometheus)
         threading.Thread(target=self._after_start, name="platform-after-start", daemon=True).start()
@@ -383,15 +387,18 @@ class Platform:
         return report
 
 
-#: Modules imported once, up front, by :func:`preload` (in the order their imports nest).
-PRELOAD = ("numpy", "pandas", "distributed", "panel", "holoviews", "spark_research.backtest.engine",
-           "spark_research.optimizer.sweep", "spark_research.views.optimizer", "spark_research.views.backtest",
-           "spark_research.streams.pipeline", "spark_research.views.streams", "spark_research.gates.session",
-           "spark_research.views.gates", "spark_research.export.handlers", "spark_research.export.sources",
-           "spark_research.views.research", "spark_research.views.export_center")
+#: Modules imported up front by :func:`preload`: everything third-party, and what streams and gates need...
+PRELOAD_CORE = ("numpy", "pandas", "distributed", "panel", "holoviews", "holoviews.plotting.bokeh",
+                "spark_research.backtest.engine", "spark_research.data.synthetic", "spark_research.streams.pipeline",
+                "spark_research.views.streams", "spark_research.gates.session", "spark_research.gates.demo",
+                "spark_research.gates.audit", "spark_research.views.gates")
+#: ... then, while those start, the rest (project modules only).
+PRELOAD_REST = ("spark_research.optimizer.sweep", "spark_research.optimizer.cluster", "spark_research.views.optimizer",
+                "spark_research.views.backtest", "spark_research.export.handlers", "spark_research.export.sources",
+                "spark_research.views.research", "spark_research.views.export_center")
 
 
-def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+def preload(modules: tuple[str, ...]) -> None:
     """Import ``modules`` in this thread (a missing optional module is skipped)."""
     import importlib
 
