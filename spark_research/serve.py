@@ -31,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also run a local Prometheus scraping the platform, with the rules of rules/")
     p.add_argument("--prometheus-port", type=int, default=None, help="local Prometheus port (default port + 84)")
     p.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers (ignored with SPARK_DASK_SCHEDULER)")
-    p.add_argument("--rate", type=float, default=200.0, help="replay exchange messages per second (default 200)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="replay exchange messages per second (env SPARK_STREAM_RATE, default 200)")
     p.add_argument("--faults", default=None,
-                   help="replay fault knobs, e.g. 'skip_every=400' ('' for a clean stream)")
+                   help="replay fault knobs, e.g. 'skip_every=400' ('' for a clean stream; env SPARK_STREAM_FAULTS; "
+                        "default: a gap, a duplicate and a malformed frame now and then)")
     p.add_argument("--no-exercise", action="store_true", help="skip the start-up backtest, sweep and export")
     p.add_argument("--write-prometheus-config", metavar="FILE", default=None,
                    help="write a Prometheus scrape config for this platform to FILE and exit")
@@ -101,9 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
     from spark_research.platform.components import ServeConfig
     from spark_research.platform.main import run
 
-    kw = {} if args.faults is None else {"faults": args.faults}
     cfg = ServeConfig(host=host, port=port, prometheus=args.prometheus, prometheus_port=args.prometheus_port,
-                      n_workers=args.workers, rate=args.rate, exercise=not args.no_exercise, **kw)
+                      n_workers=args.workers, rate=args.rate, faults=args.faults, exercise=not args.no_exercise)
     return run(cfg)
 
 

@@ -38,6 +38,9 @@ from spark_research.config import settings
 
 log = logging.getLogger("spark_research.platform")
 
+#: Replay faults of the demo stream: a skipped message (a sequence gap, backfilled over REST), a
+#: duplicate and a malformed frame now and then, so the stream monitor shows them handled.
+DEMO_FAULTS = "skip_every=400,duplicate_every=900,malformed_every=1500"
 #: Components in start order (``prometheus`` only with ``ServeConfig.prometheus``).
 COMPONENTS = ("streams", "archive", "gates", "exports", "optimizer", "prometheus")
 
@@ -52,10 +55,12 @@ class ServeConfig:
     prometheus_port: int | None = None  #: default ``port + 84`` (5090 for 5006)
     dask_scheduler: str | None = None  #: ``tcp://host:8786``; None: a LocalCluster of ``n_workers``
     n_workers: int = 2
-    symbol: str = "BTCUSDT"  #: the live stream's symbol
-    rate: float = 200.0  #: replay messages per second
-    #: fault knobs of the replay exchange (``Faults.parse`` form): the demo shows gaps being resynced
-    faults: str = "skip_every=400,duplicate_every=900,malformed_every=1500"
+    #: the live stream's symbol (``SPARK_STREAM_SYMBOL``, default BTCUSDT)
+    symbol: str = field(default_factory=lambda: os.environ.get("SPARK_STREAM_SYMBOL", "BTCUSDT").upper())
+    rate: float | None = None  #: replay messages per second (None: ``SPARK_STREAM_RATE`` or 200)
+    #: fault knobs of the replay exchange (``Faults.parse`` form; None: ``SPARK_STREAM_FAULTS`` or
+    #: :data:`DEMO_FAULTS`, which show gaps being detected and resynced)
+    faults: str | None = None
     archive_every_s: float = 5.0
     #: bars of the seeded gate demo desk (``SPARK_GATE_DEMO_BARS`` wins): 60 close the drifting
     #: venue's gate and leave it in probation, in a quarter of the 240-bar default's time
@@ -70,7 +75,7 @@ class ServeConfig:
             raise ValueError(f"prometheus_port must be in 1..65535, got {self.prometheus_port!r}")
         if self.n_workers < 1:
             raise ValueError(f"n_workers must be >= 1, got {self.n_workers!r}")
-        if self.rate <= 0:
+        if self.rate is not None and self.rate <= 0:
             raise ValueError(f"rate must be > 0, got {self.rate!r}")
 
     @property
@@ -249,9 +254,14 @@ class Platform:
     def _start_streams(self) -> dict[str, Any]:
         # The stream monitor app watches the process-wide pipeline of views.streams; configure
         # that one (its knobs are SPARK_STREAM_*) so the monitor and the paper engine see one stream.
-        os.environ.setdefault("SPARK_STREAM_SYMBOL", self.config.symbol)
-        os.environ.setdefault("SPARK_STREAM_RATE", str(self.config.rate))
-        os.environ.setdefault("SPARK_STREAM_FAULTS", self.config.faults)
+        # Precedence: spark serve's flags, then SPARK_STREAM_*, then the demo defaults.
+        for var, value, default in (("SPARK_STREAM_SYMBOL", self.config.symbol, None),
+                                    ("SPARK_STREAM_RATE", self.config.rate, "200"),
+                                    ("SPARK_STREAM_FAULTS", self.config.faults, DEMO_FAULTS)):
+            if value is not None:
+                os.environ[var] = str(value)
+            elif default is not None:
+                os.environ.setdefault(var, default)
         from spark_research.views.streams import shared_pipeline
 
         self.pipeline = shared_pipeline()
