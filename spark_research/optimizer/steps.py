@@ -12,7 +12,7 @@ Example::
     >>> bars = generate_bars("BTCUSDT", n=2_000, seed=1).set_index("timestamp")
     >>> out = evaluate_step("sma_cross", "BTCUSDT", bars, pd.DataFrame({"fast": [5], "slow": [30]}))
     >>> out["table"][["symbol", "fast", "slow", "trades"]].to_dict("records")
-    [{'symbol': 'BTCUSDT', 'fast': 5, 'slow': 30, 'trades': 26}]
+    [{'symbol': 'BTCUSDT', 'fast': 5, 'slow': 30, 'trades': 44}]
 """
 from __future__ import annotations
 
