@@ -47,6 +47,9 @@ def optimizer():
     platform = runtime.current()
     if platform is not None:
         if platform.optimizer is None:
+            st = platform.states["optimizer"]
+            if st.state == "failed":
+                raise RuntimeError(f"the optimizer failed to start ({st.error}); see /health")
             raise RuntimeError("the optimizer is still starting (see /health); try again in a few seconds")
         return platform.optimizer
     with _LOCK:
