@@ -117,8 +117,11 @@ class SweepStore:
                          "priority": spec.priority, "status": st.get("status"), "steps_done": st.get("steps_done"),
                          "steps_total": st.get("steps_total"), "created": st.get("created"),
                          "finished": st.get("finished")})
-        return pd.DataFrame(rows, columns=["id", "strategy", "symbols", "user", "priority", "status",
-                                           "steps_done", "steps_total", "created", "finished"])
+        df = pd.DataFrame(rows, columns=["id", "strategy", "symbols", "user", "priority", "status",
+                                         "steps_done", "steps_total", "created", "finished"])
+        for col in ("created", "finished"):  # epoch seconds -> UTC timestamps
+            df[col] = pd.to_datetime(pd.to_numeric(df[col], errors="coerce"), unit="s", utc=True).dt.floor("s")
+        return df
 
     def query(self, sql: str) -> pd.DataFrame:
         """DuckDB SQL over view ``results`` (every stored results file, with a ``sweep_id`` column)."""
