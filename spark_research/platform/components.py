@@ -209,8 +209,12 @@ class Platform:
             out[name] = {"state": state, "up": state == "up", "error": st.error,
                          "started_s": st.started_s, **({"detail": detail} if detail else {})}
         states = {c["state"] for c in out.values()} - {"disabled"}
-        overall = "ok" if states <= {"up"} else "starting" if "starting" in states and not states & {"down", "failed"} \
-            else "degraded"
+        if states <= {"up"}:
+            overall = "ok"
+        elif states & {"down", "failed"}:
+            overall = "degraded"
+        else:
+            overall = "starting"
         return {"status": overall, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.t0, 2),
                 "components": out, "exercise": self.exercise_report}
 
@@ -361,10 +365,9 @@ class Platform:
 
     # ------------------------------------------------------------------ exercise
     def _after_start(self) -> None:
-        for t in list(self._threads):
-            t.join()
-        for t in list(self._threads):  # the archive starts from the streams thread
-            t.join()
+        while pending := [t for t in list(self._threads) if t.is_alive()]:  # the archive starts later
+            for t in pending:
+                t.join()
         if self.config.exercise and not self._stop.is_set():
             try:
                 self.exercise()
@@ -453,5 +456,7 @@ def _prime_metrics(symbol: str, exchange: str = "binance") -> None:
     metrics.WS_SEQ_GAPS_OPEN.labels(exchange, symbol)
     metrics.WS_DUPLICATES.labels(exchange, symbol)
     metrics.WS_RECONNECTS.labels(exchange)
+    for reason in ("json", "schema", "invalid", "symbol"):
+        metrics.WS_MALFORMED.labels(exchange, reason)
     for status in ("queued", "running", "completed", "failed", "cancelled"):
         metrics.OPTIMIZER_JOBS.labels(status=status)
