@@ -153,7 +153,7 @@ class IngestClient:
         root = config.root_dir
         root.mkdir(parents=True, exist_ok=True)
         self.journal = IngestJournal(root / f"{self.exchange}-{self.symbol}.sqlite", self.exchange, self.symbol,
-                                     config.durability)
+                                     config.durability, checkpoint_every_s=1.0)
         self.status_path = root / f"{self.exchange}-{self.symbol}.status.json"
         self.book = LocalBook(self.symbol)
         self.bars = BarAggregator(self.symbol)
@@ -228,6 +228,7 @@ class IngestClient:
                 self._resync_task.cancel()
             self._flush()
             self._write_status()
+            self.journal.stop_checkpoints()
             for k in self.streams:
                 self._set_state(k, DISCONNECTED)
 

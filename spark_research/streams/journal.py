@@ -20,7 +20,9 @@ Example::
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS bars (
     volume REAL, trades INTEGER, first_id INTEGER, last_id INTEGER, PRIMARY KEY (interval, start_us));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+log = logging.getLogger(__name__)
+
 # Trade ids deliberately carry no UNIQUE constraint: the client's sequencing is what prevents
 # duplicates, and the tests count them instead of letting the database hide them.
 
@@ -45,9 +49,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 class IngestJournal:
     """Trades and closed bars of one ``exchange``/``symbol`` in the SQLite file ``path``."""
 
-    def __init__(self, path: str | Path, exchange: str, symbol: str, durability: str = "process"):
+    def __init__(self, path: str | Path, exchange: str, symbol: str, durability: str = "process",
+                 checkpoint_every_s: float | None = None):
         if durability not in ("process", "power"):
             raise ValueError(f"durability must be 'process' or 'power', got {durability!r}")
+        if checkpoint_every_s is not None and not checkpoint_every_s > 0:
+            raise ValueError(f"checkpoint_every_s must be > 0 or None, got {checkpoint_every_s!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.exchange, self.symbol = exchange, symbol
@@ -56,6 +63,27 @@ class IngestJournal:
         self.con.execute(f"PRAGMA synchronous={'NORMAL' if durability == 'process' else 'FULL'}")
         self.con.executescript(_SCHEMA)
         self.con.execute("INSERT OR IGNORE INTO meta VALUES ('exchange', ?), ('symbol', ?)", (exchange, symbol))
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if checkpoint_every_s is not None:
+            # A WAL checkpoint fsyncs; done by the committing connection it would stall the
+            # ingest's event loop now and then. Here a second connection runs it in a thread
+            # (sqlite releases the GIL), and the writer never checkpoints itself.
+            self.con.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_every_s,),
+                                                  name=f"wal-checkpoint-{symbol}", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self, every_s: float) -> None:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop_checkpoints.wait(every_s):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # busy or closing: try again next round
+                    log.debug("WAL checkpoint of %s skipped: %s", self.path, exc)
+        finally:
+            con.close()
 
     def commit(self, trades: list[Trade], bars: list[Bar]) -> None:
         """Persist ``trades`` and ``bars`` atomically; when this returns they are acknowledged."""
@@ -118,6 +146,14 @@ class IngestJournal:
                 written += store.write_bars(bars)
         return written
 
+    def stop_checkpoints(self) -> None:
+        """Stop the background checkpointer (the connection stays open for reads and writes)."""
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(10)
+            self._checkpointer = None
+
     def close(self) -> None:
-        """Close the database connection."""
+        """Stop the checkpointer (if any) and close the database connection."""
+        self.stop_checkpoints()
         self.con.close()

@@ -272,6 +272,8 @@ class _StreamHandler(tornado.websocket.WebSocketHandler):
         ex.counters.connections += 1
         ex._conns.add(self.conn)
         self.conn.task = asyncio.ensure_future(self.conn.run(ex.faults, ex.counters))
+        ex._conn_tasks.add(self.conn.task)
+        self.conn.task.add_done_callback(ex._conn_tasks.discard)
 
     def drop(self) -> None:
         """Close the TCP socket without a close frame (what a network fault looks like)."""
@@ -387,6 +389,7 @@ class ReplayExchange:
         self._book = _Book(seed, tick, book_levels, self.decimals, float(self._prices[0]))
         self.counters = ReplayCounters()
         self._conns: set[_Conn] = set()
+        self._conn_tasks: set[asyncio.Task] = set()
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -448,7 +451,9 @@ class ReplayExchange:
             c.handler.close()
             if c.task is not None:
                 c.task.cancel()
-        await asyncio.gather(*self._tasks, *(c.task for c in conns if c.task is not None), return_exceptions=True)
+        for t in list(self._conn_tasks):  # including connections closed a moment ago
+            t.cancel()
+        await asyncio.gather(*self._tasks, *self._conn_tasks, return_exceptions=True)
         if self._server is not None:
             self._server.stop()
             await asyncio.sleep(0)
