@@ -124,8 +124,7 @@ def queue_waits(spec_big, bars, rng: np.random.Generator, n_small: int) -> tuple
     try:
         with Optimizer(client, persist=False) as opt:
             small = lambda user: SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], user=user,  # noqa: E731
-                                           values={"fast": [5, 10, 15, 20], "slow": [50, 100, 150, 200, 250]},
-                                           step_size=5)
+                                           values={"fast": [5, 10, 15, 20], "slow": [50, 100, 150, 200, 250]})
             opt.run(small("warm"), bars, progress=False)
             # (a) several analysts, small sweeps at random (Poisson) times
             handles = []
