@@ -57,8 +57,8 @@ def discover_apps(apps_dir: Path = APPS_DIR) -> list[AppEntry]:
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         first = doc.strip().splitlines()[0] if doc.strip() else path.stem.replace("_", " ")
         title, _, rest = first.partition(":")
-        entries.append(AppEntry(path.stem, path, title.strip().rstrip(".") or path.stem,
-                                (rest.strip() or first).rstrip()))
+        desc = (rest.strip() or first).rstrip()
+        entries.append(AppEntry(path.stem, path, title.strip().rstrip(".") or path.stem, desc[:1].upper() + desc[1:]))
     order = {s: i for i, s in enumerate(APP_ORDER)}
     return sorted(entries, key=lambda a: (order.get(a.slug, len(order)), a.slug))
 
