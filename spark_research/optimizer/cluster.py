@@ -30,7 +30,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None, threads
 
     cluster = LocalCluster(
         n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
-        host="127.0.0.1", dashboard_address=":0", memory_limit=memory_limit,
+        host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=memory_limit,
         silence_logs=logging.ERROR if silence_logs else logging.INFO,
     )
     client = Client(cluster)
