@@ -243,6 +243,17 @@ def test_export_center_export_downloads(served, page, tmp_path):
     page.watch.assert_clean()
 
 
+def test_every_listening_socket_is_on_loopback(served):
+    import psutil
+
+    procs = [psutil.Process(served.proc.pid), *served.children()]
+    listening = [(p.pid, c.laddr) for p in procs for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert any(addr.port == served.port for _, addr in listening)
+    assert len(listening) >= 4  # web, replay exchange, Dask scheduler and workers
+    assert [(pid, a) for pid, a in listening if a.ip not in ("127.0.0.1", "::1")] == []
+
+
 # ---------------------------------------------------------------------------- shutdown (last)
 def test_ctrl_c_stops_everything_and_leaves_no_orphans(served):
     kids = served.children()
