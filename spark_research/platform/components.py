@@ -250,9 +250,10 @@ class Platform:
 
     def _stop_exports(self) -> None:
         if self.exports is not None:
-            # Running exports finish (their files are written to a temp name and renamed at the
-            # end, so nothing half-written is ever visible); queued ones resume at next start.
-            self.exports.close(wait=True)
+            # Queued exports are cancelled here and resume at the next start (their job records
+            # say "queued"); a running one finishes before the process exits (the pool's threads
+            # are joined at exit) and its file appears by an atomic rename, never half-written.
+            self.exports.close(wait=False)
 
     # ------------------------------------------------------------------ streams
     def _start_streams(self) -> dict[str, Any]:

@@ -255,9 +255,20 @@ def test_every_listening_socket_is_on_loopback(served):
 
 
 # ---------------------------------------------------------------------------- shutdown (last)
+def _post_export(served, token: str, rows: int) -> str:
+    req = urllib.request.Request(served.url + "/export/run", data=json.dumps(
+        {"what": "synthetic_trades", "format": "csv", "parameters": {"rows": rows}}).encode(),
+        headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["id"]
+
+
 def test_ctrl_c_stops_everything_and_leaves_no_orphans(served):
     kids = served.children()
     assert len(kids) >= 2, "expected the Dask worker processes as children"
+    # Exports in flight at Ctrl-C: two running (two export workers), one queued behind them.
+    ids = [_post_export(served, tok, 1_000_000) for tok in ("demo-token-alice", "demo-token-bob", "demo-token-bob")]
+    time.sleep(0.5)
     code, survivors = stop_serve(served, signal.SIGINT, group=True)  # Ctrl-C reaches the whole group
     assert code == 0, served.log()[-3000:]
     assert survivors == [], f"orphans after Ctrl-C: {survivors}"
@@ -265,5 +276,14 @@ def test_ctrl_c_stops_everything_and_leaves_no_orphans(served):
     assert "Traceback" not in served.log(), served.log()[-3000:]
     leftovers = [p for p in served.var.rglob("*") if p.name.startswith((".tmp-", ".job-"))]
     assert leftovers == [], f"half-written files: {leftovers}"
+    states = {}
+    for export_id in ids:
+        job = json.loads((served.var / "exports" / export_id / "job.json").read_text())
+        states[export_id] = job["state"]
+        if job["state"] == "succeeded":  # finished before exit, complete
+            files = [p for p in (served.var / "exports" / export_id).iterdir() if p.suffix == ".csv"]
+            assert len(files) == 1 and files[0].stat().st_size == job["bytes"]
+    assert set(states.values()) <= {"succeeded", "queued"}, states  # none left "running"
+    assert "succeeded" in states.values(), states
     with pytest.raises(OSError):
         urllib.request.urlopen(served.url + "/health", timeout=5)
