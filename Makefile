@@ -48,7 +48,7 @@ warm: install
 	$(SPARK) warm
 
 run: data warm
-	$(SPARK) demo
+	$(SPARK) serve
 
 test: sysdeps data warm
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=notebooks/reports -p no:cacheprovider $(PYTEST_ARGS)
