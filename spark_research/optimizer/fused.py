@@ -32,6 +32,8 @@ Example::
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -217,53 +219,97 @@ def donchian_breakout_kernel(open_, close, upper, lower, up_idx, lo_idx, fees, s
         _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
 
 
-def _window_matrix(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Unique windows and a C-ordered (bars x windows) matrix of ``fn(window)``."""
-    windows = np.unique(np.asarray(values).astype(np.int64))
-    cols = [fn(int(w)) for w in windows]
-    return windows, (np.ascontiguousarray(np.column_stack(cols)) if cols else np.empty((0, 0)))
+class _WindowCache:
+    """Indicator columns per (bars object, indicator), each window computed once per process.
+
+    A Dask worker evaluates many steps of one sweep on the same scattered bars object; the
+    steps share most indicator windows, so each window is computed once and kept in a
+    (bars x windows) matrix that grows as new windows appear. Entries hold a reference to
+    their bars object (so its ``id`` cannot be reused while cached) and the least recently
+    used ones are dropped beyond ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2 ** 20):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, str], list] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owner: object, kind: str, windows: np.ndarray,
+            fn: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The matrix holding ``fn(w)`` for every ``w`` in ``windows`` and each one's column index."""
+        wins = [int(w) for w in np.asarray(windows).astype(np.int64)]
+        key = (id(owner), kind)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not owner:
+                entry = [owner, None, {}, 0]  # owner, matrix, {window: column}, columns used
+                self._entries[key] = entry
+            self._entries.move_to_end(key)
+            need = sorted(set(wins) - set(entry[2]))
+            if need:
+                cols = [np.asarray(fn(w), dtype=np.float64) for w in need]
+                mat, used = entry[1], entry[3]
+                if mat is None or used + len(need) > mat.shape[1]:
+                    grown = np.empty((len(cols[0]), max(16, int(1.5 * (used + len(need))))))
+                    if mat is not None:
+                        grown[:, :used] = mat[:, :used]
+                    mat = grown
+                for j, (w, col) in enumerate(zip(need, cols)):
+                    mat[:, used + j] = col
+                    entry[2][w] = used + j
+                entry[1], entry[3] = mat, used + len(need)
+                while len(self._entries) > 1 and sum(e[1].nbytes for e in self._entries.values()
+                                                     if e[1] is not None) > self.max_bytes:
+                    self._entries.popitem(last=False)
+            return entry[1], np.array([entry[2][w] for w in wins], dtype=np.int64)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
-def _sma(close: pd.Series, combos: pd.DataFrame):
+_CACHE = _WindowCache()
+
+
+def _sma(owner: object, close: pd.Series, combos: pd.DataFrame):
     # vectorbt's MA.run calls this very kernel; calling it directly skips ~50 ms of wrapping per step
     from vectorbt.generic.nb import rolling_mean_1d_nb
 
     c = close.to_numpy(dtype=np.float64)
-    windows, ma = _window_matrix(np.concatenate([combos["fast"], combos["slow"]]),
-                                 lambda w: rolling_mean_1d_nb(c, w, w))
-    return (ma, np.searchsorted(windows, combos["fast"].to_numpy()).astype(np.int64),
-            np.searchsorted(windows, combos["slow"].to_numpy()).astype(np.int64))
+    n = len(combos)
+    ma, idx = _CACHE.get(owner, "sma", np.concatenate([combos["fast"], combos["slow"]]),
+                         lambda w: rolling_mean_1d_nb(c, w, w))
+    return ma, idx[:n], idx[n:]
 
 
-def _rsi(close: pd.Series, combos: pd.DataFrame):
+def _rsi(owner: object, close: pd.Series, combos: pd.DataFrame):
     # the arithmetic of vectorbt's RSI (rsi_cache_nb / rsi_apply_nb, simple moving averages), step by step
     from vectorbt.generic.nb import rolling_mean_1d_nb
 
-    c = close.to_numpy(dtype=np.float64)
-    delta = np.empty_like(c)
-    delta[0] = np.nan
-    delta[1:] = c[1:] - c[:-1]
-    up = np.where(delta < 0, 0.0, delta)
-    down = np.abs(np.where(delta > 0, 0.0, delta))
+    moves: list[np.ndarray] = []
 
     def rsi(w: int) -> np.ndarray:
-        rs = rolling_mean_1d_nb(up, w, w) / rolling_mean_1d_nb(down, w, w)
-        return 100 - 100 / (1 + rs)
+        if not moves:
+            c = close.to_numpy(dtype=np.float64)
+            delta = np.empty_like(c)
+            delta[0] = np.nan
+            delta[1:] = c[1:] - c[:-1]
+            moves.extend([np.where(delta < 0, 0.0, delta), np.abs(np.where(delta > 0, 0.0, delta))])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rs = rolling_mean_1d_nb(moves[0], w, w) / rolling_mean_1d_nb(moves[1], w, w)
+            return 100 - 100 / (1 + rs)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        windows, mat = _window_matrix(combos["window"].to_numpy(), rsi)
-    return (mat, np.searchsorted(windows, combos["window"].to_numpy()).astype(np.int64),
-            combos["lower"].to_numpy(dtype=np.float64), combos["upper"].to_numpy(dtype=np.float64))
+    mat, idx = _CACHE.get(owner, "rsi", combos["window"].to_numpy(), rsi)
+    return mat, idx, combos["lower"].to_numpy(dtype=np.float64), combos["upper"].to_numpy(dtype=np.float64)
 
 
-def _donchian(bars: pd.DataFrame, combos: pd.DataFrame):
+def _donchian(owner: object, bars: pd.DataFrame, combos: pd.DataFrame):
     high, low = bars["high"], bars["low"]
-    up_w, upper = _window_matrix(combos["window"].to_numpy(),
-                                 lambda w: high.rolling(w).max().shift(1).to_numpy(dtype=np.float64))
-    lo_w, lower = _window_matrix(combos["exit_window"].to_numpy(),
-                                 lambda w: low.rolling(w).min().shift(1).to_numpy(dtype=np.float64))
-    return (upper, lower, np.searchsorted(up_w, combos["window"].to_numpy()).astype(np.int64),
-            np.searchsorted(lo_w, combos["exit_window"].to_numpy()).astype(np.int64))
+    upper, ui = _CACHE.get(owner, "donchian_upper", combos["window"].to_numpy(),
+                           lambda w: high.rolling(w).max().shift(1).to_numpy(dtype=np.float64))
+    lower, li = _CACHE.get(owner, "donchian_lower", combos["exit_window"].to_numpy(),
+                           lambda w: low.rolling(w).min().shift(1).to_numpy(dtype=np.float64))
+    return upper, lower, ui, li
 
 
 #: Strategies with a fused kernel, and the parameters each kernel reads.
@@ -316,6 +362,7 @@ def evaluate_fused(
     missing = [p for p in FUSED_PARAMS[strategy] if p not in combos.columns]
     if missing:
         raise KeyError(f"combos lack parameter column(s) {missing} of {strategy!r}")
+    owner = bars  # identity key of the indicator cache
     if "timestamp" in bars.columns:
         bars = bars.set_index("timestamp")
     open_ = np.ascontiguousarray(bars["open"].to_numpy(dtype=np.float64))
@@ -327,13 +374,13 @@ def evaluate_fused(
     args = (fees, slippage, float(init_cash), ann_factor(bars.index), ck, out, ck_out)
     if n:
         if strategy == "sma_cross":
-            ma, fi, si = _sma(bars["close"], combos)
+            ma, fi, si = _sma(owner, bars["close"], combos)
             sma_cross_kernel(open_, close, ma, fi, si, *args)
         elif strategy == "rsi_reversion":
-            rsi, wi, lo, hi = _rsi(bars["close"], combos)
+            rsi, wi, lo, hi = _rsi(owner, bars["close"], combos)
             rsi_reversion_kernel(open_, close, rsi, wi, lo, hi, *args)
         else:
-            upper, lower, ui, li = _donchian(bars, combos)
+            upper, lower, ui, li = _donchian(owner, bars, combos)
             donchian_breakout_kernel(open_, close, upper, lower, ui, li, *args)
     stats = pd.DataFrame(out, columns=list(FUSED_STATS), index=combos.index)
     stats["trades"] = stats["trades"].astype(np.int64)

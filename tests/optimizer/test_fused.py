@@ -71,3 +71,18 @@ def test_unknown_strategy_and_missing_columns_are_named(bars):
         evaluate_fused("my_strategy", bars, pd.DataFrame({"fast": [1]}))
     with pytest.raises(KeyError, match=r"\['slow'\]"):
         evaluate_fused("sma_cross", bars, pd.DataFrame({"fast": [5]}))
+
+
+def test_indicator_cache_computes_each_window_once_per_bars_object(bars):
+    from spark_research.optimizer.fused import _CACHE
+
+    _CACHE.clear()
+    first = pd.DataFrame({"fast": [5, 10], "slow": [20, 40]})
+    second = pd.DataFrame({"fast": [10, 15], "slow": [40, 60]})
+    a = evaluate_fused("sma_cross", bars, first)
+    b = evaluate_fused("sma_cross", bars, second)
+    entry = next(iter(_CACHE._entries.values()))
+    assert sorted(entry[2]) == [5, 10, 15, 20, 40, 60] and entry[3] == 6  # 10 and 40 were reused
+    _CACHE.clear()
+    pd.testing.assert_frame_equal(b, evaluate_fused("sma_cross", bars, second), check_exact=True)
+    pd.testing.assert_frame_equal(a, evaluate_fused("sma_cross", bars, first), check_exact=True)
