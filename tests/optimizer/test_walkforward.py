@@ -1,7 +1,6 @@
 """Walk-forward optimisation: windows, per-window choice, stitched OOS equity, overfitting report."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
