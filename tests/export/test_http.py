@@ -122,7 +122,7 @@ def test_invalid_requests_are_400_naming_the_field(srv, body, field):
 
 def test_concurrency_limit_answers_429_and_frees_up(fresh):
     srv = fresh
-    ids = [srv.run("synthetic_trades", "csv", {"rows": 500_000}, token="tok-carol")["id"] for _ in range(2)]
+    ids = [srv.run("synthetic_trades", "csv", {"rows": 2_000_000}, token="tok-carol")["id"] for _ in range(2)]
     status, headers, raw = srv.request("POST", "/export/run", token="tok-carol",
                                        body={"what": "synthetic_trades", "format": "csv", "parameters": {"rows": 10}})
     assert status == 429 and headers["Retry-After"] == "5"
@@ -161,7 +161,7 @@ def test_jobs_survive_a_killed_server(export_server, tmp_path):
     srv = export_server(max_per_user=2)
     done = srv.run("synthetic_trades", "csv", {"rows": 2_000})
     assert srv.wait(done["id"])["state"] == "succeeded"
-    big = srv.run("synthetic_trades", "csv", {"rows": 1_000_000})
+    big = srv.run("synthetic_trades", "csv", {"rows": 3_000_000})
     deadline = time.monotonic() + 60
     while (st := srv.status(big["id"]))["rows_done"] == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -174,6 +174,6 @@ def test_jobs_survive_a_killed_server(export_server, tmp_path):
     status, _, body = srv.request("GET", done["download_url"])
     assert status == 200 and body.count(b"\n") == 2_001
     st = srv.wait(big["id"], timeout=180)
-    assert st["state"] == "succeeded" and st["attempts"] == 2 and st["rows_done"] == 1_000_000
+    assert st["state"] == "succeeded" and st["attempts"] == 2 and st["rows_done"] == 3_000_000
     leftovers = [p.name for p in (srv.var / "exports" / big["id"]).iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
