@@ -64,6 +64,26 @@ def _infer_freq(index: pd.DatetimeIndex) -> pd.Timedelta | None:
     return pd.Timedelta(int(np.median(np.diff(index.asi8[: min(len(index), 1000)]))), "ns")
 
 
+def _utc_naive(s: pd.Series | None) -> pd.Series | None:
+    """``s`` on a timezone-naive UTC index.
+
+    vectorbt converts a timezone-aware index to Python objects on most calls, which under
+    pandas 3 costs seconds per call on 100k+ bars (a 240k-bar run: 4.5 s vs 0.01 s). Bars are
+    UTC by schema, so the simulation runs naive and results get their UTC zone back.
+    """
+    if s is None or not isinstance(s.index, pd.DatetimeIndex) or s.index.tz is None:
+        return s
+    return s.set_axis(s.index.tz_convert("UTC").tz_localize(None))
+
+
+def _as_utc(values: pd.Series | pd.Index, utc: bool):
+    if not utc:
+        return values
+    if isinstance(values, pd.Index):
+        return values.tz_localize("UTC") if values.tz is None else values
+    return values.dt.tz_localize("UTC") if values.dt.tz is None else values
+
+
 def _shift(s: pd.Series | None) -> pd.Series | None:
     return None if s is None else s.shift(1, fill_value=False).astype(bool)
 
@@ -94,6 +114,8 @@ class BacktestResult:
     init_cash: float
     portfolio: vbt.Portfolio = field(repr=False)
     runtime_ms: float = 0.0
+    #: the bars were UTC-aware; ``portfolio`` runs on the same times without a zone
+    utc: bool = True
 
     @cached_property
     def stats(self) -> dict[str, float]:
@@ -115,7 +137,8 @@ class BacktestResult:
     @cached_property
     def equity(self) -> pd.Series:
         """Portfolio value per bar (all symbols together for a multi-symbol run)."""
-        return self.portfolio.value().rename("equity")
+        eq = self.portfolio.value().rename("equity")
+        return eq.set_axis(_as_utc(eq.index, self.utc))
 
     @cached_property
     def drawdown(self) -> pd.Series:
@@ -134,6 +157,8 @@ class BacktestResult:
         df = rec.rename(columns=cols)[list(cols.values())]
         if len(self.symbols) == 1:
             df["symbol"] = self.symbols[0]
+        for col in ("entry_time", "exit_time"):
+            df[col] = _as_utc(df[col], self.utc)
         df["side"] = df["side"].astype(str).str.lower()
         df["status"] = df["status"].astype(str).str.lower()
         return df.reset_index(drop=True)
@@ -147,6 +172,7 @@ class BacktestResult:
         df = rec.rename(columns=cols)[list(cols.values())]
         if len(self.symbols) == 1:
             df["symbol"] = self.symbols[0]
+        df["timestamp"] = _as_utc(df["timestamp"], self.utc)
         df["side"] = df["side"].astype(str).str.lower()
         return df.reset_index(drop=True)
 
@@ -200,11 +226,11 @@ def run_backtest(
     for sym in symbols:
         frame = frames[sym]
         sig, price = strategy_signals(strat, frame, resolved, direction, fill)
-        closes[sym], prices[sym] = frame["close"], price
+        closes[sym], prices[sym] = _utc_naive(frame["close"]), _utc_naive(price)
         for key in sigs:
             value = getattr(sig, key)
             if value is not None:
-                sigs[key][sym] = value
+                sigs[key][sym] = _utc_naive(value)
     multi = len(symbols) > 1
     if multi:
         close, price = pd.DataFrame(closes), pd.DataFrame(prices)
@@ -225,5 +251,7 @@ def run_backtest(
     runtime_ms = (time.perf_counter() - t0) * 1e3
     metrics.BACKTEST_RUNTIME_MS.labels(strategy=strat.name).observe(runtime_ms)
     metrics.SIM_FILLS.labels(strategy=strat.name).inc(len(pf.orders.values))
+    utc = any(isinstance(f.index, pd.DatetimeIndex) and f.index.tz is not None for f in frames.values())
     return BacktestResult(strategy=strat.name, params=resolved, symbols=symbols, fill=fill, direction=direction,
-                          fees=fees, slippage=slippage, init_cash=init_cash, portfolio=pf, runtime_ms=runtime_ms)
+                          fees=fees, slippage=slippage, init_cash=init_cash, portfolio=pf, runtime_ms=runtime_ms,
+                          utc=utc)
