@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 # and the scrape test), poppler-utils (pdftoppm/pdftotext for looking at reports).
 APT_PKGS := chromium prometheus poppler-utils fonts-dejavu-core
 
-.PHONY: run test lab bench data warm install sysdeps golden clean help
+.PHONY: run test lab bench data warm install sysdeps golden screenshots clean help
 
 help:
 	@echo "make run    - install, prepare sample data, run the main job"
@@ -58,6 +58,10 @@ lab: data warm
 
 bench: data warm
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Refresh docs/screenshots/ (the README's pictures) from the browser tests of spark serve.
+screenshots: sysdeps data warm
+	SPARK_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/serve/test_platform.py -p no:cacheprovider -q
 
 golden: data warm
 	$(SPARK) golden update

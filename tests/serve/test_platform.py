@@ -4,6 +4,7 @@ clean Ctrl-C (no child process survives)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -50,9 +51,11 @@ def _exercised(s, timeout: float = 180.0) -> dict:
 
 
 def _shot(page, app: str) -> None:
+    """Screenshot into artifacts/; ``SPARK_UPDATE_SCREENSHOTS=1`` also refreshes the README's copies."""
     path = page.watch.screenshot(app)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / f"{app}.png")
+    if os.environ.get("SPARK_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / f"{app}.png")
 
 
 def _login(page, url: str, user: tuple[str, str] = OPERATOR, next_: str = "/") -> None:
