@@ -56,8 +56,13 @@ test: sysdeps data warm
 lab: data warm
 	$(BIN)/jupyter lab notebooks/
 
+# Each benchmark prints medians and ratios against peers measured in the same run.
 bench: data warm
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/optimizer.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/gates.py --n 20000
+	$(BIN)/python bench/export.py
 
 # Refresh docs/screenshots/ (the README's pictures) from the browser tests of spark serve.
 screenshots: sysdeps data warm
