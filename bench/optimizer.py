@@ -196,7 +196,7 @@ def main() -> int:
 
     # 3. the optimizer on Dask, 1 vs 2 workers, 1,000+ combinations
     grid = SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], values={
-        "fast": list(range(2, 62, 2)), "slow": list(range(20, 420, 10)) if not args.quick else list(range(20, 120, 10))})
+        "fast": list(range(2, 102, 2)), "slow": list(range(20, 510, 10)) if not args.quick else list(range(20, 120, 10))})
     n = len(combinations(grid))
     t1, r1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, 3)
     t2, r2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, 3)

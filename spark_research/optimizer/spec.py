@@ -90,6 +90,10 @@ class SweepSpec:
         for name, vals in self.values.items():
             if not isinstance(vals, (list, tuple, np.ndarray)) or len(vals) == 0:
                 raise SpecError(f"values[{name!r}] must be a non-empty list, got {vals!r}")
+            p = strat.params[name]
+            bad = [v for v in vals if not (isinstance(v, (int, float, np.integer, np.floating)) and p.low <= v <= p.high)]
+            if bad:
+                raise SpecError(f"values[{name!r}]: {bad[:5]!r} outside the declared range [{p.low}, {p.high}]")
         if self.space == "list" and not self.combos:
             raise SpecError("combos must list at least one combination when space='list', got []")
         for name, value in (("n_samples", self.n_samples), ("batch", self.batch)):

@@ -100,6 +100,8 @@ def test_spec_errors_name_field_and_value():
         SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], fees=1.5)
     with pytest.raises(SpecError, match=r"unknown parameter\(s\) \['speed'\]"):
         SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], values={"speed": [1]})
+    with pytest.raises(SpecError, match=r"values\['slow'\]: \[510\] outside the declared range \[5, 500\]"):
+        SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], values={"slow": [500, 510]})
     with pytest.raises(SpecError, match=r"combos\[1\]"):
         combinations(SweepSpec(strategy="sma_cross", symbols=["X"], space="list",
                                combos=[{"fast": 5, "slow": 20}, {"fast": 30, "slow": 20}]))
