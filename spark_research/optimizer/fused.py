@@ -142,7 +142,7 @@ def _finish(out: np.ndarray, k: int, cash: float, pos: float, last_close: float,
 
 @njit(cache=True, nogil=True)
 def sma_cross_kernel(open_, close, ma, fast_idx, slow_idx, fees, slip, init_cash, ann_factor, ck_idx, out, ck_out):
-    """Fused SMA crossover sweep: ``ma[:, j]`` is the j-th window's SMA; one combo per (fast_idx, slow_idx)."""
+    """Fused SMA crossover sweep: ``ma[j]`` is the j-th window's SMA; one combo per (fast_idx, slow_idx)."""
     n = close.shape[0]
     for k in range(fast_idx.shape[0]):
         f, s = fast_idx[k], slow_idx[k]
@@ -161,7 +161,7 @@ def sma_cross_kernel(open_, close, ma, fast_idx, slow_idx, fees, slip, init_cash
                 ck_out[c, k] = value
                 c += 1
             if t > 0:
-                a, b, pa, pb = ma[t, f], ma[t, s], ma[t - 1, f], ma[t - 1, s]
+                a, b, pa, pb = ma[f, t], ma[s, t], ma[f, t - 1], ma[s, t - 1]
                 entry = a > b and pa <= pb
                 exit_ = b > a and pb <= pa
         _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
@@ -188,7 +188,7 @@ def rsi_reversion_kernel(open_, close, rsi, win_idx, lower, upper, fees, slip, i
                 ck_out[c, k] = value
                 c += 1
             if t > 0:
-                r, pr = rsi[t, w], rsi[t - 1, w]
+                r, pr = rsi[w, t], rsi[w, t - 1]
                 entry = lo > r and lo <= pr
                 exit_ = r > hi and pr <= hi
         _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
@@ -214,8 +214,8 @@ def donchian_breakout_kernel(open_, close, upper, lower, up_idx, lo_idx, fees, s
             if c < ck_idx.shape[0] and ck_idx[c] == t:
                 ck_out[c, k] = value
                 c += 1
-            entry = close[t] > upper[t, u]
-            exit_ = close[t] < lower[t, l]
+            entry = close[t] > upper[u, t]
+            exit_ = close[t] < lower[l, t]
         _finish(out, k, cash, pos, close[n - 1], init_cash, trades, n_ret, s1, s2, mdd, ann_factor)
 
 
@@ -224,7 +224,8 @@ class _WindowCache:
 
     A Dask worker evaluates many steps of one sweep on the same scattered bars object; the
     steps share most indicator windows, so each window is computed once and kept in a
-    (bars x windows) matrix that grows as new windows appear. Entries hold a reference to
+    (windows x bars) matrix that grows as new windows appear: one contiguous row per window,
+    so a kernel streams two rows per combination instead of striding over all of them. Entries hold a reference to
     their bars object (so its ``id`` cannot be reused while cached) and the least recently
     used ones are dropped beyond ``max_bytes``.
     """
@@ -249,13 +250,13 @@ class _WindowCache:
             if need:
                 cols = [np.asarray(fn(w), dtype=np.float64) for w in need]
                 mat, used = entry[1], entry[3]
-                if mat is None or used + len(need) > mat.shape[1]:
-                    grown = np.empty((len(cols[0]), max(16, int(1.5 * (used + len(need))))))
+                if mat is None or used + len(need) > mat.shape[0]:
+                    grown = np.empty((max(16, int(1.5 * (used + len(need)))), len(cols[0])))
                     if mat is not None:
-                        grown[:, :used] = mat[:, :used]
+                        grown[:used] = mat[:used]
                     mat = grown
                 for j, (w, col) in enumerate(zip(need, cols)):
-                    mat[:, used + j] = col
+                    mat[used + j] = col
                     entry[2][w] = used + j
                 entry[1], entry[3] = mat, used + len(need)
                 while len(self._entries) > 1 and sum(e[1].nbytes for e in self._entries.values()
