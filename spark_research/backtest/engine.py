@@ -37,7 +37,12 @@ STAT_FIELDS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "win
 
 
 def to_frame(bars: pd.DataFrame) -> pd.DataFrame:
-    """Bars indexed by UTC timestamp (accepts a ``timestamp`` column or a DatetimeIndex)."""
+    """Bars indexed by timestamp (accepts a ``timestamp`` column or a DatetimeIndex).
+
+    The index is UTC without a zone attribute: vectorbt (indicators and portfolio alike)
+    converts a tz-aware index to Python objects on most calls, which under pandas 3 costs
+    seconds per call at 1M bars. Results are given their UTC zone back.
+    """
     if "timestamp" in bars.columns:
         bars = bars.set_index("timestamp")
     if not isinstance(bars.index, pd.DatetimeIndex):
@@ -45,7 +50,15 @@ def to_frame(bars: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack column(s) {missing}")
+    if bars.index.tz is not None:
+        bars = bars.set_axis(bars.index.tz_convert("UTC").tz_localize(None))
     return bars
+
+
+def _is_utc_aware(bars: pd.DataFrame | Mapping[str, pd.DataFrame]) -> bool:
+    frame = next(iter(bars.values())) if isinstance(bars, Mapping) else bars
+    ts = frame["timestamp"] if "timestamp" in frame.columns else frame.index
+    return getattr(getattr(ts, "dt", ts), "tz", None) is not None
 
 
 def split_symbols(bars: pd.DataFrame | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -218,6 +231,8 @@ def run_backtest(
             raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
     if not (np.isfinite(init_cash) and init_cash > 0):
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+    # plain floats: an int here would make numba compile a second from_signals kernel
+    fees, slippage, init_cash = float(fees), float(slippage), float(init_cash)
     resolved = strat.resolve(dict(params or {}))
     frames = split_symbols(bars)
     symbols = sorted(frames)
@@ -251,7 +266,7 @@ def run_backtest(
     runtime_ms = (time.perf_counter() - t0) * 1e3
     metrics.BACKTEST_RUNTIME_MS.labels(strategy=strat.name).observe(runtime_ms)
     metrics.SIM_FILLS.labels(strategy=strat.name).inc(len(pf.orders.values))
-    utc = any(isinstance(f.index, pd.DatetimeIndex) and f.index.tz is not None for f in frames.values())
+    utc = _is_utc_aware(bars)
     return BacktestResult(strategy=strat.name, params=resolved, symbols=symbols, fill=fill, direction=direction,
                           fees=fees, slippage=slippage, init_cash=init_cash, portfolio=pf, runtime_ms=runtime_ms,
                           utc=utc)
