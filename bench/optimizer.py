@@ -102,6 +102,31 @@ def backtesting_py(bars: pd.DataFrame, fasts: list[int], slows: list[int]) -> tu
     return time.perf_counter() - t0, n
 
 
+def _spin(_: int) -> float:
+    t0 = time.perf_counter()
+    acc = 0
+    for i in range(6_000_000):
+        acc += i
+    return time.perf_counter() - t0
+
+
+def machine_scaling() -> float:
+    """What two processes get here right now: 2 x (one CPU-bound task) / (two in parallel).
+
+    The control for the 1 -> 2 worker ratio: on a machine shared with other jobs the second
+    core may not be there to have.
+    """
+    import multiprocessing as mp
+
+    one = min(_spin(0) for _ in range(2))
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [0, 1])
+        t0 = time.perf_counter()
+        pool.map(_spin, [0, 1])
+        two = time.perf_counter() - t0
+    return 2 * one / two
+
+
 def optimizer_throughput(n_workers: int, spec, bars, repeat: int) -> tuple[float, object]:
     from spark_research.optimizer.cluster import close_client, connect
     from spark_research.optimizer.sweep import Optimizer
@@ -201,6 +226,7 @@ def main() -> int:
     t1, r1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, 3)
     t2, r2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, 3)
     same = r1.table.equals(r2.table)
+    control = machine_scaling()
     ok &= same
     sma_plain = plain_rate["sma_cross"]
     print(f"\n3) optimizer, {n:,} SMA combos on {n_bars:,} bars (median of 3):")
@@ -208,6 +234,8 @@ def main() -> int:
           f"({sma_plain:.1f} combos/s), {n / t1 / (n_bt / t_bt):7.0f}x backtesting.py")
     print(f"   2 workers: {t2:6.2f}s  {n / t2:8.0f} combos/s  scaling {t1 / t2:.2f}x (target >= 1.6x); "
           f"results identical to 1 worker: {same}")
+    print(f"   control: two CPU-bound processes on this machine right now scale {control:.2f}x "
+          f"(worker scaling / machine scaling = {t1 / t2 / control:.2f})")
 
     # 4. queue wait with 2 workers
     interactive, first = queue_waits(grid, {"BTCUSDT": bars}, rng, 12 if args.quick else 40)
