@@ -70,6 +70,12 @@ class WalkForwardResult:
                 "expected_max_sharpe_per_period": self.dsr["sr0"]}
 
 
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    """Bars may come with a naive (UTC) index from the engine's frame helpers: report UTC times."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def _checkpoints(n_bars: int, n_periods: int) -> np.ndarray:
     """Last bar position of each of ``n_periods`` near-equal blocks."""
     return np.array([b[-1] for b in np.array_split(np.arange(n_bars), n_periods)], dtype=np.int64)
@@ -126,8 +132,8 @@ def walk_forward(
         eq = oos.equity * (level / spec.init_cash)
         level = float(eq.iloc[-1])
         segments.append(eq)
-        rows.append({"is_start": frame.index[a], "is_end": frame.index[b - 1], "oos_start": frame.index[c],
-                     "oos_end": frame.index[d - 1], **best, "is_objective": float(ranked["objective"].iloc[0]),
+        rows.append({"is_start": _utc(frame.index[a]), "is_end": _utc(frame.index[b - 1]),
+                     "oos_start": _utc(frame.index[c]), "oos_end": _utc(frame.index[d - 1]), **best, "is_objective": float(ranked["objective"].iloc[0]),
                      "oos_objective": float(oos.stats[spec.objective]),
                      "oos_total_return": float(oos.stats["total_return"]), "oos_trades": int(oos.stats["trades"])})
     full_res = full.result(timeout)
