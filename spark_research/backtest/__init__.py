@@ -12,6 +12,8 @@ from typing import Any
 _EXPORTS = {
     "BacktestResult": "spark_research.backtest.engine",
     "run_backtest": "spark_research.backtest.engine",
+    "STAT_FIELDS": "spark_research.backtest.engine",
+    "split_symbols": "spark_research.backtest.engine",
     "STRATEGIES": "spark_research.backtest.strategies",
     "get_strategy": "spark_research.backtest.strategies",
     "Param": "spark_research.backtest.strategy",

@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest import ParameterError, get_strategy
-from spark_research.backtest.engine import STAT_FIELDS
+from spark_research.backtest import STAT_FIELDS, ParameterError, get_strategy
 
 SPACES = ("grid", "random", "list", "tpe")
 PRIORITIES = ("high", "normal", "low")

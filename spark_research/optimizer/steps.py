@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest import get_strategy, run_backtest
-from spark_research.backtest.engine import STAT_FIELDS
+from spark_research.backtest import STAT_FIELDS, get_strategy, run_backtest
 from spark_research.optimizer.fused import FUSED_STATS, evaluate_fused, supports
 
 

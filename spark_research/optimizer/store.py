@@ -34,7 +34,8 @@ import pandas as pd
 from spark_research.config import settings
 from spark_research.optimizer.spec import SweepSpec
 
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# no leading dot: "." and ".." would name the sweeps folder itself or its parent
+_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 
 
 class SweepNotFound(KeyError):

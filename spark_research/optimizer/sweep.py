@@ -26,8 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest import BacktestResult, get_strategy, run_backtest
-from spark_research.backtest.engine import split_symbols
+from spark_research.backtest import BacktestResult, get_strategy, run_backtest, split_symbols
 from spark_research.optimizer.scheduler import Job, JobCancelled, JobFailed, JobStatus, Scheduler
 from spark_research.optimizer.spec import SpecError, SweepSpec, combinations, param_values
 from spark_research.optimizer.steps import evaluate_step, uses_fused

@@ -157,3 +157,12 @@ def test_heatmap_of_objective_over_two_parameters(optimizer, bars_small):
     got = hm.data.set_index(["fast", "slow"])["sharpe"]
     want = res.table.groupby(["fast", "slow"])["sharpe"].mean()
     np.testing.assert_allclose(got.loc[want.index], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "../x", "a/b", "", "x" * 65, ".hidden"])
+def test_sweep_ids_cannot_escape_the_sweeps_folder(tmp_path, bad):
+    from spark_research.optimizer.store import SweepStore
+
+    with pytest.raises(ValueError, match="sweep id must match"):
+        SweepStore(tmp_path).path(bad)
+    assert SweepStore(tmp_path).path("sweep-2024.01_a").parent == tmp_path
