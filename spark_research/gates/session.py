@@ -21,11 +21,14 @@ Example::
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
+from spark_research.config import settings
 from spark_research.gates.drift import FillDrift, fill_drift
 from spark_research.gates.errors import OrderRefusedError, OrderRejectedError
 from spark_research.gates.gate import Gate, GateBook, GateThresholds
@@ -49,6 +52,9 @@ class PaperLiveSession:
         self.live_position = 0.0
         self.states: list[tuple[int, str]] = []
         self._paper_by_id: dict[str, Fill] = {}
+        #: where :meth:`save_fills` writes (set by :meth:`record_fills`); None = keep in memory only
+        self.fills_path: Path | None = None
+        self._saved = 0
 
     @classmethod
     def create(cls, strategy: str, symbol: str, book: GateBook, venue: ExecutionVenue, *,
@@ -72,7 +78,31 @@ class PaperLiveSession:
             self.paper_fills.append(paper)
             self._paper_by_id[paper.order_id] = paper
             live.extend(self._send(paper, ts))
+        if self.fills_path is not None and len(self.paper_fills) + len(self.live_fills) != self._saved:
+            self.save_fills()
         return live
+
+    def record_fills(self, root: str | os.PathLike[str] | None = None) -> Path:
+        """Keep the fills on disk from now on: ``<root>/<strategy>_<symbol>.parquet``, rewritten
+        atomically after every bar that fills (default root ``$SPARK_VAR/gates/fills``, where
+        the export ``fills`` source reads them). Returns the file path."""
+        base = Path(root) if root is not None else settings().var_dir / "gates" / "fills"
+        self.fills_path = base / f"{self.engine.label}_{self.engine.symbol}.parquet"
+        self.save_fills()
+        return self.fills_path
+
+    def save_fills(self) -> Path:
+        """Write paper (``venue == "paper"``) and live fills to :attr:`fills_path`, atomically."""
+        if self.fills_path is None:
+            raise ValueError("fills_path is not set: call record_fills() first")
+        frame = pd.concat([self.paper_frame(), self.live_frame()], ignore_index=True)
+        frame = frame.sort_values(["timestamp", "venue"], kind="stable", ignore_index=True)
+        self.fills_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.fills_path.with_name(f".{self.fills_path.name}.tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.fills_path)
+        self._saved = len(self.paper_fills) + len(self.live_fills)
+        return self.fills_path
 
     def replay(self, bars: pd.DataFrame) -> None:
         """Feed every row of ``bars`` (one symbol, oldest first)."""

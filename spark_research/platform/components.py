@@ -438,6 +438,7 @@ def _live_session(book, pipeline, symbol: str):
     cfg = DEMO_VENUES.get(symbol, SimulatorConfig())
     session = PaperLiveSession.create("sma_cross", symbol, book, SimulatedVenue(cfg),
                                       params={"fast": 3, "slow": 10}, thresholds=DEMO_THRESHOLDS)
+    session.record_fills()  # var/gates/fills: what the export "fills" source reads
     pipeline.on_bar(stream_bar_callback(session, interval="1s"))
     return session
 
