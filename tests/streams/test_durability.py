@@ -14,7 +14,7 @@ import pandas as pd
 from spark_research.streams.ingest import IngestClient, IngestConfig
 from spark_research.streams.replay import Faults
 
-from stream_helpers import wait_until
+from tests.streams.stream_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

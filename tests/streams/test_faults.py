@@ -8,7 +8,7 @@ import pytest
 from spark_research import metrics
 from spark_research.streams.replay import Faults
 
-from stream_helpers import assert_book_matches, wait_until
+from tests.streams.stream_helpers import assert_book_matches, wait_until
 
 FAULTS = {
     "none": Faults(),

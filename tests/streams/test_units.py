@@ -24,7 +24,7 @@ from spark_research.streams.book import LocalBook
 from spark_research.streams.ingest import IngestClient, IngestConfig
 from spark_research.streams.replay import Faults, ReplayExchange
 
-from stream_helpers import wait_until
+from tests.streams.stream_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 A = BinanceAdapter(time_unit="MILLISECOND")
@@ -220,7 +220,7 @@ def test_malformed_frame_is_logged_with_truncated_raw_payload(tmp_path):
 
 def test_unresolvable_gap_stays_open_and_nothing_after_it_is_stored(exchange, tmp_path):
     from spark_research import metrics
-    from stream_helpers import wait_until as wait
+    from tests.streams.stream_helpers import wait_until as wait
 
     ex = exchange(n=2_000, rate=2_000, faults=Faults(skip_every=300))
     dead_rest = "http://127.0.0.1:9"  # discard port: nothing listens, every backfill fails
