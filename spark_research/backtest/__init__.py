@@ -6,27 +6,22 @@ Public surface (imported lazily, so ``import spark_research.backtest.cli`` stays
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spark_research._lazy import lazy_exports
 
 _EXPORTS = {
-    "BacktestResult": "spark_research.backtest.engine",
-    "run_backtest": "spark_research.backtest.engine",
-    "STAT_FIELDS": "spark_research.backtest.engine",
-    "split_symbols": "spark_research.backtest.engine",
-    "STRATEGIES": "spark_research.backtest.strategies",
-    "get_strategy": "spark_research.backtest.strategies",
-    "Param": "spark_research.backtest.strategy",
-    "ParameterError": "spark_research.backtest.strategy",
-    "Signals": "spark_research.backtest.strategy",
-    "Strategy": "spark_research.backtest.strategy",
-    "check_lookahead": "spark_research.backtest.lookahead",
-    "check_warmup": "spark_research.backtest.lookahead",
+    "BacktestResult": "engine",
+    "run_backtest": "engine",
+    "STAT_FIELDS": "engine",
+    "split_symbols": "engine",
+    "STRATEGIES": "strategies",
+    "get_strategy": "strategies",
+    "Param": "strategy",
+    "ParameterError": "strategy",
+    "Signals": "strategy",
+    "Strategy": "strategy",
+    "check_lookahead": "lookahead",
+    "check_warmup": "lookahead",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'spark_research.backtest' has no attribute {name!r}")
+__getattr__ = lazy_exports("spark_research.backtest", _EXPORTS)

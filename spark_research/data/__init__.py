@@ -6,28 +6,23 @@ Public surface (imported lazily)::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spark_research._lazy import lazy_exports
 
 _EXPORTS = {
-    "BAR_COLUMNS": "spark_research.data.schema",
-    "TRADE_COLUMNS": "spark_research.data.schema",
-    "DataValidationError": "spark_research.data.schema",
-    "validate_bars": "spark_research.data.schema",
-    "validate_trades": "spark_research.data.schema",
-    "BarStore": "spark_research.data.store",
-    "default_store": "spark_research.data.store",
-    "load_bars": "spark_research.data.store",
-    "load_sample": "spark_research.data.store",
-    "generate_sample": "spark_research.data.store",
-    "generate_bars": "spark_research.data.synthetic",
-    "generate_trades": "spark_research.data.synthetic",
-    "load_file": "spark_research.data.loaders",
+    "BAR_COLUMNS": "schema",
+    "TRADE_COLUMNS": "schema",
+    "DataValidationError": "schema",
+    "validate_bars": "schema",
+    "validate_trades": "schema",
+    "BarStore": "store",
+    "default_store": "store",
+    "load_bars": "store",
+    "load_sample": "store",
+    "generate_sample": "store",
+    "generate_bars": "synthetic",
+    "generate_trades": "synthetic",
+    "load_file": "loaders",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'spark_research.data' has no attribute {name!r}")
+__getattr__ = lazy_exports("spark_research.data", _EXPORTS)

@@ -16,8 +16,7 @@ Example::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spark_research._lazy import lazy_exports
 
 # Names resolve lazily (PEP 562): ``spark --help`` imports ``export.cli`` and must not pay for
 # pandas/pyarrow, and this file is no barrel importing everything up front.
@@ -31,8 +30,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'spark_research.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"spark_research.export.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports("spark_research.export", _WHERE)

@@ -13,8 +13,7 @@ Example::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spark_research._lazy import lazy_exports
 
 _EXPORTS = {
     "SweepSpec": "spec", "SpecError": "spec", "combinations": "spec",
@@ -29,10 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'spark_research.optimizer' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"spark_research.optimizer.{module}"), name)
+__getattr__ = lazy_exports("spark_research.optimizer", _EXPORTS)
