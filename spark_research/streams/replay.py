@@ -303,13 +303,20 @@ class _Json(tornado.web.RequestHandler):
         self.set_status(400)
         self.reply({"code": -1100, "msg": f"parameter {field!r} = {value!r}: {why}"})
 
+    def symbol_ok(self) -> bool:
+        """True for this exchange's symbol; otherwise answers 400 naming the symbol."""
+        sym = self.get_query_argument("symbol", "")
+        if sym.upper() == self.exchange.symbol:
+            return True
+        self.bad("symbol", sym, f"unknown symbol (this exchange replays {self.exchange.symbol})")
+        return False
+
 
 class _TradesHandler(_Json):
     def get(self) -> None:
         ex = self.exchange
-        sym = self.get_query_argument("symbol", "")
-        if sym.upper() != ex.symbol:
-            return self.bad("symbol", sym, f"unknown symbol (this exchange replays {ex.symbol})")
+        if not self.symbol_ok():
+            return
         try:
             from_id = int(self.get_query_argument("fromId"))
             limit = int(self.get_query_argument("limit", "500"))
@@ -324,9 +331,8 @@ class _TradesHandler(_Json):
 class _DepthHandler(_Json):
     def get(self) -> None:
         ex = self.exchange
-        sym = self.get_query_argument("symbol", "")
-        if sym.upper() != ex.symbol:
-            return self.bad("symbol", sym, f"unknown symbol (this exchange replays {ex.symbol})")
+        if not self.symbol_ok():
+            return
         try:
             limit = int(self.get_query_argument("limit", "1000"))
         except ValueError as exc:
