@@ -14,7 +14,7 @@ import time
 
 from spark_research.platform import runtime
 from spark_research.platform.components import Platform, ServeConfig
-from spark_research.platform.web import banner, build_server, discover_apps
+from spark_research.platform.web import banner, build_server, discover_apps, quiet_closed_websockets
 
 log = logging.getLogger("spark_research.platform")
 
@@ -42,6 +42,7 @@ def run(config: ServeConfig) -> int:
         server = build_server(platform, apps, host=config.host, port=config.port)
         server.start()
         loop = server.io_loop
+        loop.asyncio_loop.set_exception_handler(quiet_closed_websockets)
 
         def stop(signum, _frame) -> None:
             log.info("spark serve: %s received, stopping", signal.Signals(signum).name)

@@ -9,7 +9,9 @@ Bokeh/Panel JS and CSS are served by this server from ``/static`` — no page lo
 from __future__ import annotations
 
 import ast
+import asyncio
 import html
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -17,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
+from tornado.websocket import WebSocketClosedError
 
 from spark_research import metrics
 from spark_research.config import PROJECT_ROOT
@@ -74,6 +78,28 @@ def render_index(apps: list[AppEntry], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
+
+
+def quiet_closed_websockets(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Asyncio exception handler: a browser that closed its tab mid-message is a disconnect, not an error.
+
+    Panel schedules Bokeh's ``write_message`` calls as tasks and does not always await them
+    (holoviz/panel#3341); when the browser goes away first, asyncio logs "Task exception was
+    never retrieved" with two tracebacks for what is an ordinary disconnect. This handler logs
+    such a task as one INFO line and hands every other context to asyncio's default handler.
+
+    Example::
+
+        >>> loop = asyncio.new_event_loop()
+        >>> loop.set_exception_handler(quiet_closed_websockets)
+        >>> loop.close()
+    """
+    exc = context.get("exception")
+    if isinstance(exc, (WebSocketClosedError, StreamClosedError)):
+        logging.getLogger("spark_research.platform").info(
+            "browser websocket closed while a message was in flight (%s)", type(exc).__name__)
+        return
+    loop.default_exception_handler(context)
 
 
 class HealthHandler(RequestHandler):

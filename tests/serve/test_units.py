@@ -201,3 +201,40 @@ def test_export_center_follows_a_job_to_its_download(tmp_path):
     other = ExportCenter(manager=ec.manager, user="bob")
     assert other.jobs_frame().empty  # users see only their own exports
     ec.manager.close()
+
+
+def test_a_write_to_a_closed_browser_socket_is_one_info_line_other_task_errors_stay_errors(caplog):
+    """Panel leaves some websocket writes un-awaited (holoviz/panel#3341): a tab closed mid-message
+    must not put a traceback in the server log, while any other lost task exception still does."""
+    import asyncio
+    import gc
+    import logging
+
+    from tornado.websocket import WebSocketClosedError
+
+    from spark_research.platform.web import quiet_closed_websockets
+
+    async def closed():
+        raise WebSocketClosedError()
+
+    async def broken():
+        raise ValueError("a real bug")
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(quiet_closed_websockets)
+        for coro in (closed(), broken()):
+            task = asyncio.ensure_future(coro)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert task.done()
+            del task  # never retrieved: asyncio reports it when the task is collected
+            gc.collect()
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(main())
+    quiet = [r for r in caplog.records if r.name == "spark_research.platform"]
+    assert [r.levelno for r in quiet] == [logging.INFO]
+    assert "WebSocketClosedError" in quiet[0].getMessage() and quiet[0].exc_info is None
+    loud = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(loud) == 1 and loud[0].levelno == logging.ERROR
+    assert "never retrieved" in loud[0].getMessage() and "ValueError" in repr(loud[0].exc_info)
