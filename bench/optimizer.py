@@ -225,13 +225,13 @@ def main() -> int:
     grid = SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], values={
         "fast": list(range(2, 102, 2)), "slow": list(range(20, 510, 10)) if not args.quick else list(range(20, 120, 10))})
     n = len(combinations(grid))
-    t1, r1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, 3)
-    t2, r2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, 3)
+    t1, r1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, 5)
+    t2, r2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, 5)
     same = r1.table.equals(r2.table)
     control = machine_scaling()
     ok &= same
     sma_plain = plain_rate["sma_cross"]
-    print(f"\n3) optimizer, {n:,} SMA combos on {n_bars:,} bars (median of 3):")
+    print(f"\n3) optimizer, {n:,} SMA combos on {n_bars:,} bars (median of 5):")
     print(f"   1 worker : {t1:6.2f}s  {n / t1:8.0f} combos/s  = {n / t1 / sma_plain:6.1f}x plain vectorbt "
           f"({sma_plain:.1f} combos/s), {n / t1 / (n_bt / t_bt):7.0f}x backtesting.py")
     print(f"   2 workers: {t2:6.2f}s  {n / t2:8.0f} combos/s  scaling {t1 / t2:.2f}x (target >= 1.6x); "

@@ -199,6 +199,12 @@ class Scheduler:
         """Steps that may be in flight right now (per-worker bound x workers)."""
         return self.max_inflight_per_worker * self._workers
 
+    def worker_count(self) -> int:
+        """Workers of the cluster now (re-read from the scheduler at most every 0.25 s)."""
+        with self._cond:
+            self._refresh_workers()
+            return self._workers
+
     @property
     def queue_depth(self) -> int:
         """Steps waiting to be dispatched."""

@@ -59,7 +59,7 @@ class SweepSpec:
     init_cash: float = 10_000.0
     start: str | None = None  #: first bar (inclusive) when bars come from the store
     end: str | None = None  #: last bar (exclusive)
-    step_size: int | None = None  #: combinations per step; None = sized for ~50 ms steps
+    step_size: int | None = None  #: combinations per step; None = ~100 ms steps, spread evenly over the workers
     user: str = "default"
     priority: str = "normal"  #: high | normal | low
     name: str = ""

@@ -166,3 +166,21 @@ def test_sweep_ids_cannot_escape_the_sweeps_folder(tmp_path, bad):
     with pytest.raises(ValueError, match="sweep id must match"):
         SweepStore(tmp_path).path(bad)
     assert SweepStore(tmp_path).path("sweep-2024.01_a").parent == tmp_path
+
+
+@pytest.mark.parametrize("n_combos,workers", [(2_261, 2), (2_261, 3), (301, 2), (1, 2), (5_000, 1)])
+def test_automatic_steps_are_bounded_and_split_evenly_over_the_workers(n_combos, workers):
+    from spark_research.optimizer.sweep import FUSED_STEP_WORK, MAX_STEP_COMBOS, auto_step_size, chunk
+
+    spec = SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"])
+    n_bars = 100_000
+    size = auto_step_size(spec, n_bars, n_combos, workers)
+    assert 1 <= size <= min(MAX_STEP_COMBOS, -(-FUSED_STEP_WORK // n_bars))
+    steps = chunk(pd.DataFrame({"fast": range(n_combos)}), size)
+    assert sum(len(s) for s in steps) == n_combos
+    if len(steps) > 1 and workers > 1:
+        assert len(steps) % workers == 0, (size, len(steps))  # nobody gets a last step alone
+        assert max(map(len, steps)) - min(map(len, steps)) < len(steps)  # only the last one is shorter
+    # an explicit step size wins; strategies without a fused kernel run a few engine backtests per step
+    assert auto_step_size(SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], step_size=7), n_bars, n_combos, workers) == 7
+    assert auto_step_size(SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], objective="win_rate"), n_bars) == 4
