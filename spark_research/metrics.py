@@ -79,6 +79,8 @@ WS_SEQ_GAPS_OPEN = Gauge("ws_seq_gaps_open", "Sequence gaps detected and not yet
 WS_RESYNCS = Counter("ws_resyncs", "Resyncs performed (REST backfill or order book snapshot).", ["exchange", "symbol", "kind"])
 WS_MALFORMED = Counter("ws_malformed", "Malformed or invalid messages dropped.", ["exchange", "reason"])
 WS_DUPLICATES = Counter("ws_duplicates", "Duplicate messages dropped.", ["exchange", "symbol"])
+WS_BUFFER_SHED = Counter("ws_buffer_shed", "Live trades not buffered because the reorder buffer was full "
+                         "(REST backfill down); fetched over REST once it is back.", ["exchange", "symbol"])
 WS_RECONNECTS = Counter("ws_reconnects", "Reconnect attempts after a dropped or refused connection.", ["exchange"])
 
 # --- gates ------------------------------------------------------------------------------

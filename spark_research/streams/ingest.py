@@ -9,7 +9,9 @@ adapter, checked against the last stored trade id and
 * held in a reorder buffer otherwise; when the missing ids do not arrive within
   ``reorder_window_ms`` the gap is backfilled over REST (``historicalTrades`` from the id), then
   the buffer drains. A connection silent for ``idle_resync_s`` also checks REST, so a gap at
-  the very end of a burst is closed too.
+  the very end of a burst is closed too. The buffer is bounded (``pending_max``): while REST
+  is down, live trades beyond it are shed (counted in ``ws_buffer_shed_total``) and fetched
+  by the backfill once REST answers, so memory stays flat however long the outage.
 
 Accepted trades go into a batch that is committed (one SQLite transaction, see
 :mod:`~spark_research.streams.journal`) as soon as the socket has nothing more ready (next
@@ -89,6 +91,10 @@ class IngestConfig:
     depth: bool = True  #: also maintain the local order book
     reorder_window_ms: float = 25.0
     reorder_max: int = 10_000
+    #: Hard bound of the reorder buffer. While a gap cannot be backfilled (REST down), live
+    #: trades beyond it are shed, not kept: the venue still has them, and the backfill that
+    #: follows the gap fetches them. Memory stays bounded however long REST is away.
+    pending_max: int = 200_000
     flush_interval_ms: float = 1.0  #: longest a trade waits for its commit under a continuous burst
     min_flush_ms: float = 0.0  #: batch at least this long when the socket goes idle (0: commit at once)
     max_batch: int = 2_000
@@ -101,7 +107,7 @@ class IngestConfig:
     latency_window: int = 20_000  #: recent latencies kept for P50/P95 in :meth:`IngestClient.status`
 
     def __post_init__(self) -> None:
-        positive = ("reorder_window_ms", "reorder_max", "flush_interval_ms", "max_batch", "backoff_initial_s",
+        positive = ("reorder_window_ms", "reorder_max", "pending_max", "flush_interval_ms", "max_batch", "backoff_initial_s",
                     "backoff_max_s", "idle_resync_s", "status_interval_s", "latency_window")
         for name in positive:
             value = getattr(self, name)
@@ -138,6 +144,7 @@ class IngestCounters:
     reconnects: int = 0
     bars: int = 0
     callback_errors: int = 0
+    shed: int = 0  #: live trades not buffered because the reorder buffer was full (fetched later over REST)
 
 
 class IngestClient:
@@ -196,6 +203,7 @@ class IngestClient:
         self._m_lat = metrics.INGEST_LATENCY_MS.labels(ex)
         self._m_state = {k: metrics.WS_CONN_STATE.labels(ex, s) for k, s in self.streams.items()}
         self._m_dups = metrics.WS_DUPLICATES.labels(ex, self.symbol)
+        self._m_shed = metrics.WS_BUFFER_SHED.labels(ex, self.symbol)
         self._m_open = metrics.WS_SEQ_GAPS_OPEN.labels(ex, self.symbol)
         self._m_open.set(0)
         for k in self.streams:
@@ -408,6 +416,11 @@ class IngestClient:
             return None
         if tid == self.last_id + 1 and not self._pending:
             self._accept(t, True, now)
+        elif len(self._pending) >= self.config.pending_max and tid != self.last_id + 1:
+            self.counters.shed += 1
+            self._m_shed.inc()
+            if self._resync_task is None:
+                self._start_resync("gap")
         else:
             if not self._pending:
                 self._pending_since = now

@@ -113,3 +113,30 @@ def test_reconnects_after_dropped_socket_with_backoff(exchange, ingest):
     assert dropped >= 3
     assert client.call(client.status)["counters"]["reconnects"] >= dropped
     assert metrics.WS_RECONNECTS.labels("binance")._value.get() - r0 >= dropped
+
+
+def test_reorder_buffer_stays_bounded_while_rest_is_down_and_nothing_is_lost_once_it_is_back(exchange, ingest):
+    """A gap that cannot be backfilled (REST down) must not grow memory without bound: beyond
+    ``pending_max`` live trades are shed, and the backfill fetches them once REST answers again."""
+    import dataclasses
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on: REST refuses
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    ex = exchange(n=4_000, rate=8_000, faults=Faults(skip_every=25))
+    client = ingest(ex, depth=False, pending_max=300)
+    client.call(lambda: setattr(client, "config", dataclasses.replace(client.config, rest_url=dead)))
+    assert ex.wait_finished(20)
+    status = wait_until(lambda: (st := client.call(client.status))["counters"]["shed"] > 1_000 and st, 10,
+                        "live trades shed while REST is down")
+    assert client.call(lambda: len(client._pending)) <= 300
+    assert status["gaps_open"] >= 1 and status["state"]["trade"] == "resyncing"
+    assert _gauge(metrics.WS_BUFFER_SHED, exchange="binance", symbol="BTCUSDT") >= status["counters"]["shed"]
+    assert (client.journal_last_id() or 0) < int(ex.source_ids[-1])  # held back by the gap
+    client.call(lambda: setattr(client, "config", dataclasses.replace(client.config, rest_url=ex.rest_url)))
+    last = int(ex.source_ids[-1])
+    assert client.wait_for_id(last, timeout=20), f"ingest stuck at {client.journal_last_id()} of {last}"
+    stored = client.call(lambda: client.journal.trades())["seq"].to_numpy()
+    assert np.array_equal(stored, ex.source_ids), "lost or duplicated trades after REST came back"
+    assert wait_until(lambda: client.call(client.status)["gaps_open"] == 0, 5, "gap closed")
