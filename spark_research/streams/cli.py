@@ -3,6 +3,7 @@
 Example::
 
     spark stream replay --rate 1000 --port 9443 --faults skip_every=200,drop_every=5000
+    spark stream replay --orders latency_ms=50,slippage_bps=3,partial_fill_prob=0.3
     spark stream ingest --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --from-id 1
     spark stream status
 """
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
     r.add_argument("--host", default=None)
     r.add_argument("--port", type=int, default=9443)
     r.add_argument("--faults", default="", help="e.g. skip_every=50,drop_every=1000,stall_every=500,stall_ms=200")
+    r.add_argument("--orders", default="", help="order execution, e.g. latency_ms=80,slippage_bps=3,"
+                                                 "partial_fill_prob=0.2,expire_prob=0.05,reject_prob=0.01,seed=1")
     r.add_argument("--min-clients", type=int, default=0, help="hold the tape until N trade streams connect")
     r.add_argument("--from-store", action="store_true", help="replay trades stored in the data store")
     r.add_argument("--exit-when-done", type=float, default=None, metavar="S",
@@ -63,10 +66,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     import orjson
 
+    from spark_research.streams.orders import OrderConfig
     from spark_research.streams.replay import Faults, ReplayExchange, load_tape
 
     _logging()
     faults = Faults.parse(args.faults)
+    orders = OrderConfig.parse(args.orders)
     if args.from_store:
         tape = load_tape(args.symbol, n=args.n)
     else:
@@ -74,7 +79,7 @@ def _replay(args: argparse.Namespace) -> int:
 
         tape = generate_trades(args.symbol, n=args.n, seed=args.seed, first_seq=args.first_id)
     ex = ReplayExchange(tape, rate=args.rate, faults=faults, host=args.host, port=args.port, seed=args.seed,
-                        min_clients=args.min_clients)
+                        min_clients=args.min_clients, orders=orders)
 
     async def main() -> None:
         await ex.astart()

@@ -13,12 +13,15 @@ Endpoints (Binance spot shapes):
   (``?timeUnit=MICROSECOND`` gives microsecond times, as on Binance)
 * ``GET /api/v3/historicalTrades?symbol=&fromId=&limit=`` (``X-MBX-TIME-UNIT`` header honoured)
 * ``GET /api/v3/depth?symbol=&limit=`` → ``{"lastUpdateId", "bids", "asks"}``
-* ``GET /api/v3/ping``, and ``GET /replay/status`` (tape position, connections, faults sent)
+* ``GET /api/v3/ping``, and ``GET /replay/status`` (tape position, connections, faults sent, orders)
+* order entry: ``POST /api/v3/order``, ``GET /api/v3/order``, ``GET /api/v3/myTrades``, executed
+  at the replay price with latency, slippage and partial fills (see :mod:`spark_research.streams.orders`)
 
 Fault knobs (:class:`Faults`) act per connection, counted in messages sent on it: drop the
 socket, skip (never send) a message, duplicate, reorder, inject malformed frames, stall, and
 refuse connections for a while. Skipped trades stay in the tape and REST, so a correct client
-recovers all of them.
+recovers all of them. Order faults count accepted orders: drop the connection after executing an
+order (the client never hears of it), or hold its response back.
 
 Example::
 
@@ -49,6 +52,7 @@ import tornado.websocket
 
 from spark_research.config import settings
 from spark_research.data.synthetic import SYMBOLS, generate_trades
+from spark_research.streams.orders import OrderConfig, OrderDesk, order_routes
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,9 @@ class Faults:
     stall_ms: float = 0.0
     refuse_for_s: float = 0.0  #: refuse WebSocket connections for this long after start
     refuse_connections: int = 0  #: refuse the first N WebSocket connection attempts
+    order_drop_every: int = 0  #: execute every Nth order, then close its connection without answering
+    order_stall_every: int = 0  #: hold the answer of every Nth order ``order_stall_ms`` after executing it
+    order_stall_ms: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -89,7 +96,7 @@ class Faults:
             key, _, value = part.partition("=")
             if key not in cls.__dataclass_fields__:
                 raise ValueError(f"unknown fault {key!r}; known: {sorted(cls.__dataclass_fields__)}")
-            kwargs[key] = float(value) if key in ("stall_ms", "refuse_for_s") else int(value)
+            kwargs[key] = float(value) if key in ("stall_ms", "refuse_for_s", "order_stall_ms") else int(value)
         return cls(**kwargs)
 
 
@@ -356,6 +363,7 @@ class ReplayExchange:
     ``trades`` is a frame of the trade schema (``seq, ts, price, qty, side, symbol``); when
     omitted, ``n`` seeded synthetic trades are generated. ``rate`` is in messages per second
     (1 to 50k). The tape publishes once; :attr:`finished` turns true when it is exhausted.
+    ``orders`` sets how orders execute (:class:`~spark_research.streams.orders.OrderConfig`).
 
     Example::
 
@@ -367,7 +375,8 @@ class ReplayExchange:
 
     def __init__(self, trades: pd.DataFrame | None = None, *, symbol: str = "BTCUSDT", n: int = 10_000,
                  seed: int = 42, rate: float = 1_000.0, faults: Faults | None = None, host: str | None = None,
-                 port: int = 0, depth_every: int | None = None, book_levels: int = 20, min_clients: int = 0):
+                 port: int = 0, depth_every: int | None = None, book_levels: int = 20, min_clients: int = 0,
+                 orders: OrderConfig | None = None):
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be in 1..1_000_000 msg/s, got {rate!r}")
         if trades is None:
@@ -394,6 +403,8 @@ class ReplayExchange:
         self.published = 0
         self._book = _Book(seed, tick, book_levels, self.decimals, float(self._prices[0]))
         self.counters = ReplayCounters()
+        #: the order entry: configs, orders, executions (touch it on the exchange's loop only)
+        self.desk = OrderDesk(orders or OrderConfig(), self.symbol, self.decimals)
         self._conns: set[_Conn] = set()
         self._conn_tasks: set[asyncio.Task] = set()
         self._paused = False
@@ -435,6 +446,7 @@ class ReplayExchange:
             (r"/api/v3/depth", _DepthHandler, {"exchange": self}),
             (r"/api/v3/ping", _PingHandler, {"exchange": self}),
             (r"/replay/status", _StatusHandler, {"exchange": self}),
+            *order_routes(self),
         ], websocket_ping_interval=None)
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host)
         self.port = sockets[0].getsockname()[1]
@@ -505,6 +517,10 @@ class ReplayExchange:
     def resume(self) -> None:
         """Continue publishing after :meth:`pause`."""
         self._paused = False
+
+    def configure_orders(self, config: OrderConfig) -> None:
+        """Execute orders by ``config`` from the next one on (thread-safe; the seed restarts)."""
+        self.call(self.desk.configure, config)
 
     def wait_finished(self, timeout: float) -> bool:
         """Block until the whole tape is published; False on timeout."""
@@ -586,16 +602,21 @@ class ReplayExchange:
                         "time": t, "isBuyerMaker": self._maker[k], "isBestMatch": True})
         return out
 
+    def last_price(self) -> float:
+        """The price orders execute around: the last published trade (the first before any)."""
+        return float(self._prices[max(self.published, 1) - 1])
+
     def book(self) -> tuple[int, dict[float, float], dict[float, float]]:
         """``(last_update_id, bids, asks)`` of the exchange's book, copied on its own loop."""
         return self.call(lambda: (self._book.update_id, dict(self._book.bids), dict(self._book.asks)))
 
     def status(self) -> dict:
-        """Tape position, live connections and fault counters."""
+        """Tape position, live connections, fault counters and the order entry's counters."""
         return {"symbol": self.symbol, "published": self.published, "total": len(self._ids),
                 "last_id": int(self._ids[self.published - 1]) if self.published else None,
                 "update_id": self._book.update_id, "connections": len(self._conns), "rate": self.rate,
-                "finished": self.finished, "faults": asdict(self.faults), "counters": asdict(self.counters)}
+                "finished": self.finished, "faults": asdict(self.faults), "counters": asdict(self.counters),
+                "orders": self.desk.status()}
 
 
 async def _call(fn, *args):
