@@ -1,7 +1,7 @@
 """Replay exchange + ingest in one process: what ``spark serve`` and the stream monitor run.
 
 The pipeline starts a :class:`~spark_research.streams.replay.ReplayExchange` on a free
-loopback port and an :class:`~spark_research.streams.ingest.IngestClient` connected to it,
+loopback port (its order entry executing by ``orders``) and an :class:`~spark_research.streams.ingest.IngestClient` connected to it,
 each on its own thread and event loop, persisting under ``root`` (default
 ``settings().var_dir / "ingest"``). The tape continues after the last stored trade id, so a
 restart of the pipeline resumes the market where it stopped instead of replaying old ids.
@@ -27,6 +27,7 @@ from spark_research.data.synthetic import generate_trades
 from spark_research.streams.bars import Bar
 from spark_research.streams.ingest import IngestClient, IngestConfig
 from spark_research.streams.journal import IngestJournal
+from spark_research.streams.orders import OrderConfig
 from spark_research.streams.replay import Faults, ReplayExchange
 
 
@@ -35,9 +36,10 @@ class StreamPipeline:
 
     def __init__(self, symbol: str = "BTCUSDT", rate: float = 200.0, n: int = 500_000, seed: int = 42,
                  faults: Faults | None = None, root: str | Path | None = None, keep_bars: int = 600,
-                 **ingest_options):
+                 orders: OrderConfig | None = None, **ingest_options):
         self.symbol = symbol.upper()
         self.rate, self.n, self.seed, self.faults = rate, n, seed, faults or Faults()
+        self.orders = orders or OrderConfig()
         self.config = IngestConfig(symbol=self.symbol, root=root, **ingest_options)
         self.exchange: ReplayExchange | None = None
         self.client: IngestClient | None = None
@@ -49,7 +51,8 @@ class StreamPipeline:
         last = IngestJournal(path, "binance", self.symbol).last_id() if path.exists() else None
         first = (last or 0) + 1
         tape = generate_trades(self.symbol, n=self.n, seed=self.seed + first, first_seq=first)
-        self.exchange = ReplayExchange(tape, rate=self.rate, faults=self.faults, seed=self.seed).start()
+        self.exchange = ReplayExchange(tape, rate=self.rate, faults=self.faults, seed=self.seed,
+                                       orders=self.orders).start()
         cfg = IngestConfig(**{**self.config.__dict__, "ws_url": self.exchange.ws_url,
                               "rest_url": self.exchange.rest_url, "from_id": first})
         self.client = IngestClient(cfg)

@@ -9,7 +9,8 @@ Where the numbers come from: by default every session attaches to one process-wi
 background threads of the ``panel serve`` process, started on first use, persisting under
 ``settings().var_dir / "ingest"``). Its knobs come from the environment: ``SPARK_STREAM_RATE``
 (msg/s, default 200), ``SPARK_STREAM_FAULTS`` (e.g. ``skip_every=500,drop_every=4000``),
-``SPARK_STREAM_SYMBOL``. Pass ``source=`` to watch another object with a ``snapshot()`` method.
+``SPARK_STREAM_SYMBOL``, ``SPARK_STREAM_ORDERS`` (how the exchange executes orders, e.g.
+``latency_ms=80,slippage_bps=3``). Pass ``source=`` to watch another object with a ``snapshot()`` method.
 
 Example::
 
@@ -33,6 +34,7 @@ import param
 from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
+from spark_research.streams.orders import OrderConfig
 from spark_research.streams.replay import Faults
 
 _STATE_COLORS = {"connected": "#2e7d32", "connecting": "#f9a825", "resyncing": "#1565c0", "disconnected": "#c62828"}
@@ -51,6 +53,7 @@ def shared_pipeline():
             _SHARED = StreamPipeline(symbol=os.environ.get("SPARK_STREAM_SYMBOL", "BTCUSDT"),
                                      rate=float(os.environ.get("SPARK_STREAM_RATE", "200")),
                                      faults=Faults.parse(os.environ.get("SPARK_STREAM_FAULTS", "")),
+                                     orders=OrderConfig.parse(os.environ.get("SPARK_STREAM_ORDERS", "")),
                                      n=int(os.environ.get("SPARK_STREAM_TAPE", "500000"))).start()
         return _SHARED
 
