@@ -3,7 +3,7 @@
 Modules (import what you need; nothing heavy is imported here)::
 
     from spark_research.gates.paper import PaperEngine          # strategy on a bar stream
-    from spark_research.gates.venue import SimulatedVenue, load_fills_csv
+    from spark_research.gates.venue import ExchangeVenue, SimulatedVenue, load_fills_csv
     from spark_research.gates.drift import fill_drift, match_fills
     from spark_research.gates.gate import Gate, GateBook, GateState, GateThresholds
     from spark_research.gates.audit import AuditLog

@@ -30,6 +30,23 @@ class OrderRejectedError(GateError, RuntimeError):
     """The execution venue rejected an order (venue-side error, counted in the error rate)."""
 
 
+class ExchangeRejectedError(OrderRejectedError):
+    """The exchange answered an order with an error; ``code`` and ``status`` are what it sent."""
+
+    def __init__(self, message: str, *, code: int | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+class VenueUnavailableError(OrderRejectedError):
+    """The venue could not be reached (the order was not sent), or an order's outcome could not be
+    established (``client_order_id`` names it for reconciliation; it was never sent twice)."""
+
+    def __init__(self, message: str, *, client_order_id: str | None = None):
+        super().__init__(message)
+        self.client_order_id = client_order_id
+
+
 class InvalidBarError(GateError, ValueError):
     """A bar given to the paper engine is malformed (field named in the message)."""
 
