@@ -19,7 +19,9 @@ from spark_research.gates.gate import GateBook, GateThresholds
 from spark_research.gates.session import PaperLiveSession
 from spark_research.gates.venue import SimulatedVenue, SimulatorConfig
 
-#: (symbol, venue config) of the demo sessions: a calm venue and a drifting one.
+#: (symbol, venue config) of the demo sessions: a calm venue and a drifting one. ``spark serve``'s
+#: live session executes on the replay exchange instead, with the same settings as its order
+#: config (``spark_research.platform.components.DEMO_ORDERS``).
 DEMO_VENUES = {
     "BTCUSDT": SimulatorConfig(slippage_bps=3.0, slippage_std_bps=1.5, partial_fill_prob=0.2),
     "ETHUSDT": SimulatorConfig(slippage_bps=14.0, slippage_std_bps=8.0, partial_fill_prob=0.3, reject_prob=0.05),

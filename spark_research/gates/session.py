@@ -21,7 +21,10 @@ Example::
 """
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +39,7 @@ from spark_research.gates.model import Fill, Order, fills_frame
 from spark_research.gates.paper import PaperEngine, bar_timestamp_ns
 from spark_research.gates.venue import ExecutionVenue
 
+log = logging.getLogger(__name__)
 
 class PaperLiveSession:
     """Paper engine + gated live venue + drift for one strategy/symbol."""
@@ -173,20 +177,45 @@ class PaperLiveSession:
         return df
 
 
-def stream_bar_callback(session: PaperLiveSession, interval: str = "1m"):
+def stream_bar_callback(session: PaperLiveSession, interval: str = "1m", *, background: bool = False):
     """A ``callback(bar)`` for the streams package's ``IngestClient.on_bar``: feeds closed bars of
     ``interval`` and the session's symbol to :meth:`PaperLiveSession.on_bar`.
 
     Duck-typed on the bar (``symbol``, ``interval``, ``as_row()``), so gates does not import streams.
+    With ``background=True`` the bars are queued to a daemon thread that runs the session, so a
+    venue answering over the network (:class:`~spark_research.gates.venue.ExchangeVenue`) never
+    holds up the caller (the ingest's event loop); bars keep their order.
 
     Example::
 
-        client.on_bar(stream_bar_callback(session, interval="1s"))
+        client.on_bar(stream_bar_callback(session, interval="1s", background=True))
     """
     symbol = session.engine.symbol
 
-    def on_bar(bar: Any) -> None:
-        if getattr(bar, "interval", interval) == interval and bar.symbol == symbol:
-            session.on_bar(bar.as_row())
+    def wanted(bar: Any) -> bool:
+        return getattr(bar, "interval", interval) == interval and bar.symbol == symbol
 
-    return on_bar
+    if not background:
+        def on_bar(bar: Any) -> None:
+            if wanted(bar):
+                session.on_bar(bar.as_row())
+
+        return on_bar
+
+    rows: queue.SimpleQueue = queue.SimpleQueue()
+
+    def work() -> None:
+        while True:
+            row = rows.get()
+            try:
+                session.on_bar(row)
+            except Exception:  # one bad bar must not stop the session
+                log.exception("session %s/%s: bar %s failed", session.engine.label, symbol, row.get("timestamp"))
+
+    threading.Thread(target=work, name=f"session-{session.engine.label}-{symbol}", daemon=True).start()
+
+    def enqueue(bar: Any) -> None:
+        if wanted(bar):
+            rows.put(bar.as_row())
+
+    return enqueue

@@ -4,7 +4,7 @@
 ``streams``         embedded replay exchange (WebSocket on 127.0.0.1) + ingest client
 ``archive``         the live 1 s bars written to a Parquet store every few seconds
 ``gates``           the gate book over the audit log, the seeded demo desk, and a paper
-                    engine trading the live stream beside a simulated venue
+                    engine trading the live stream beside live orders on the replay exchange
 ``exports``         the export manager behind ``/export/*`` and the export center
 ``optimizer``       the Dask cluster (LocalCluster, or ``SPARK_DASK_SCHEDULER``) and its scheduler
 ``prometheus``      optional local Prometheus scraping this process (``--prometheus``)
@@ -41,6 +41,14 @@ log = logging.getLogger("spark_research.platform")
 #: Replay faults of the demo stream: a skipped message (a sequence gap, backfilled over REST), a
 #: duplicate and a malformed frame now and then, so the stream monitor shows them handled.
 DEMO_FAULTS = "skip_every=400,duplicate_every=900,malformed_every=1500"
+#: How the replay exchange executes the live session's orders, per stream symbol
+#: (``OrderConfig.parse`` form; ``SPARK_STREAM_ORDERS`` wins): a calm venue, and a drifting one
+#: whose slippage breaches the demo thresholds, so its gate closes.
+DEMO_ORDERS = {
+    "BTCUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=3,slippage_std_bps=1.5,partial_fill_prob=0.2",
+    "ETHUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=14,slippage_std_bps=8,partial_fill_prob=0.3,"
+               "reject_prob=0.05",
+}
 #: Components in start order (``prometheus`` only with ``ServeConfig.prometheus``).
 COMPONENTS = ("streams", "archive", "gates", "exports", "optimizer", "prometheus")
 
@@ -262,7 +270,8 @@ class Platform:
         # Precedence: spark serve's flags, then SPARK_STREAM_*, then the demo defaults.
         for var, value, default in (("SPARK_STREAM_SYMBOL", self.config.symbol, None),
                                     ("SPARK_STREAM_RATE", self.config.rate, "200"),
-                                    ("SPARK_STREAM_FAULTS", self.config.faults, DEMO_FAULTS)):
+                                    ("SPARK_STREAM_FAULTS", self.config.faults, DEMO_FAULTS),
+                                    ("SPARK_STREAM_ORDERS", None, DEMO_ORDERS.get(self.config.symbol, ""))):
             if value is not None:
                 os.environ[var] = str(value)
             elif default is not None:
@@ -271,7 +280,8 @@ class Platform:
 
         self.pipeline = shared_pipeline()
         self._spawn("archive", self._start_archive)
-        return {"ws_url": self.pipeline.exchange.ws_url, "rest_url": self.pipeline.exchange.rest_url}
+        return {"ws_url": self.pipeline.exchange.ws_url, "rest_url": self.pipeline.exchange.rest_url,
+                "orders": os.environ["SPARK_STREAM_ORDERS"]}
 
     def _stop_streams(self) -> None:
         if self.pipeline is not None and self.pipeline.client is not None:
@@ -430,16 +440,18 @@ def _loopback(host: str) -> str:
 
 
 def _live_session(book, pipeline, symbol: str):
-    """A paper engine on the live stream's 1 s bars beside a simulated venue, gated in ``book``."""
-    from spark_research.gates.demo import DEMO_THRESHOLDS, DEMO_VENUES
+    """A paper engine on the live stream's 1 s bars, its orders sent to the replay exchange's
+    order entry (:class:`~spark_research.gates.venue.ExchangeVenue`), gated in ``book``."""
+    from spark_research.gates.demo import DEMO_THRESHOLDS
     from spark_research.gates.session import PaperLiveSession, stream_bar_callback
-    from spark_research.gates.venue import SimulatedVenue, SimulatorConfig
+    from spark_research.gates.venue import ExchangeVenue
 
-    cfg = DEMO_VENUES.get(symbol, SimulatorConfig())
-    session = PaperLiveSession.create("sma_cross", symbol, book, SimulatedVenue(cfg),
+    venue = ExchangeVenue(pipeline.exchange.rest_url, name="replay")
+    session = PaperLiveSession.create("sma_cross", symbol, book, venue,
                                       params={"fast": 3, "slow": 10}, thresholds=DEMO_THRESHOLDS)
     session.record_fills()  # var/gates/fills: what the export "fills" source reads
-    pipeline.on_bar(stream_bar_callback(session, interval="1s"))
+    # on its own thread: an order's round trip must not hold up the ingest's event loop
+    pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))
     return session
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import socket
+import time
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from spark_research.gates.errors import (ExchangeRejectedError, OrderRefusedErro
                                          VenueUnavailableError)
 from spark_research.gates.gate import GateBook, GateThresholds
 from spark_research.gates.model import Order
-from spark_research.gates.session import PaperLiveSession
+from spark_research.gates.session import PaperLiveSession, stream_bar_callback
 from spark_research.gates.venue import ExchangeConfig, ExchangeVenue, ExecutionVenue, GuardedVenue
 from spark_research.streams.orders import OrderConfig
 from spark_research.streams.replay import Faults, ReplayExchange
@@ -269,3 +270,37 @@ def test_session_on_the_exchange_closes_its_gate_when_slippage_breaches_the_thre
     assert _orders_on_exchange(ex) == len(s.sent)  # the refused ones never reached the exchange
     first_close = next(e for e in s.gate.audit.entries() if e.new_state == "CLOSED")
     assert first_close.reason == "fill_drift_bps" and first_close.values["last_fill_drift_bps"] > 30
+
+
+class _StreamBar:
+    """What the ingest hands to bar callbacks (``symbol``, ``interval``, ``as_row()``)."""
+
+    def __init__(self, row: dict, symbol: str = "BTCUSDT", interval: str = "1s"):
+        self.row, self.symbol, self.interval = row, symbol, interval
+
+    def as_row(self) -> dict:
+        return self.row
+
+
+def test_background_bar_callback_keeps_the_caller_free_and_the_bars_in_order(exchange, venue):
+    ex = exchange(**{**PLAIN, "latency_ms": 60})
+    bars = _bars_near(ex.last_price())
+    reference = _session(venue(ex))
+    reference.replay(bars)
+    s = _session(venue(ex))
+    callback = stream_bar_callback(s, interval="1s", background=True)
+    t0 = time.perf_counter()
+    for row in bars.to_dict("records"):
+        callback(_StreamBar(row))
+        callback(_StreamBar(row, interval="1m"))  # other intervals and symbols are not this session's
+        callback(_StreamBar(row, symbol="ETHUSDT"))
+    handed_over_s = time.perf_counter() - t0
+    deadline = time.monotonic() + 60
+    while s.engine.bars_seen < len(bars) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert s.engine.bars_seen == len(bars)
+    # 60 ms per order: a synchronous caller would have waited for every one of them
+    assert handed_over_s < 0.06 * len(reference.sent) / 2, (handed_over_s, len(reference.sent))
+    assert [(f.ts, f.side, f.size, f.price) for f in s.paper_fills] == \
+        [(f.ts, f.side, f.size, f.price) for f in reference.paper_fills]
+    assert len(s.live_fills) > 0

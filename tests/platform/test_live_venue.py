@@ -1,0 +1,47 @@
+"""spark serve's live session: its orders go to the replay exchange's order entry."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from spark_research.gates.audit import MemoryAudit
+from spark_research.gates.demo import DEMO_VENUES
+from spark_research.gates.gate import GateBook
+from spark_research.gates.model import Order
+from spark_research.gates.venue import ExchangeVenue
+from spark_research.platform.components import DEMO_ORDERS, _live_session
+from spark_research.streams.orders import OrderConfig
+from spark_research.streams.pipeline import StreamPipeline
+
+
+def test_demo_order_configs_mirror_the_offline_demo_venues():
+    for symbol, spec in DEMO_ORDERS.items():
+        cfg, sim = OrderConfig.parse(spec), DEMO_VENUES[symbol]
+        for name in ("latency_ms", "latency_jitter_ms", "slippage_bps", "slippage_std_bps", "partial_fill_prob",
+                     "reject_prob"):
+            assert getattr(cfg, name) == getattr(sim, name), (symbol, name)
+    btc, eth = (OrderConfig.parse(DEMO_ORDERS[s]) for s in ("BTCUSDT", "ETHUSDT"))
+    assert eth.slippage_bps > 4 * btc.slippage_bps  # the drifting venue whose gate closes in the demo
+
+
+def test_live_session_sends_its_orders_to_the_pipelines_exchange(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARK_VAR", str(tmp_path))
+    orders = OrderConfig.parse(DEMO_ORDERS["BTCUSDT"])
+    pipeline = StreamPipeline(rate=1_000, n=20_000, root=tmp_path / "ingest", orders=orders).start()
+    try:
+        session = _live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT")
+        venue = session.venue
+        assert isinstance(venue, ExchangeVenue) and venue.base_url == pipeline.exchange.rest_url
+        assert pipeline.exchange.status()["orders"]["config"]["slippage_bps"] == orders.slippage_bps
+        fills = venue.submit(Order("probe-1", "sma_cross", "BTCUSDT", time.time_ns(), "buy", 0.01, 30_000.0))
+        assert math.fsum(f.size for f in fills) == pytest.approx(0.01, abs=1e-12)
+        assert fills[0].venue == "replay" and venue.reports[-1].status == "FILLED"
+        assert pipeline.exchange.status()["orders"]["received"] == 1
+        deadline = time.monotonic() + 30  # the 1 s bars of the stream reach the session
+        while session.engine.bars_seen < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.engine.bars_seen >= 2
+    finally:
+        pipeline.stop()
