@@ -366,9 +366,27 @@ class Platform:
 
         self.prometheus = PrometheusProcess(
             targets=[f"{_loopback(self.config.host)}:{self.config.port}"], port=self.config.prom_port,
-            workdir=self.config.var_dir / "prometheus", rules=True).start()
+            workdir=self.config.var_dir / "prometheus", rules=True, dask=True).start()
+        threading.Thread(target=self._dask_targets_loop, name="prometheus-dask-targets", daemon=True).start()
         self.prometheus.wait_ready(30)
         return {"url": self.prometheus.url}
+
+    def _dask_targets_loop(self, every_s: float = 2.0) -> None:
+        """Keep the ``dask`` job's targets file equal to the scheduler's worker list (workers restart on new ports)."""
+        from urllib.parse import urlparse
+
+        from spark_research.platform.prometheus import dask_targets, write_sd_targets
+
+        while not self._stop.wait(every_s if self._client is not None else 0.2):
+            client, prom = self._client, self.prometheus
+            if client is None or prom is None or prom.dask_sd_file is None:
+                continue
+            try:
+                info = client.scheduler_info()
+                host = urlparse(info.get("address", "")).hostname or "127.0.0.1"
+                write_sd_targets(prom.dask_sd_file, dask_targets(info, host=_loopback(host)))
+            except Exception as exc:  # the cluster is starting or stopping: try again next round
+                log.debug("dask targets not refreshed: %s", exc)
 
     def _stop_prometheus(self) -> None:
         if self.prometheus is not None:

@@ -4,6 +4,15 @@
 also starts Debian's ``/usr/bin/prometheus`` with it and with the project's alert rules
 (``rules/*.yml`` without the ``*_test.yml`` unit tests), bound to 127.0.0.1.
 
+Besides the platform's own ``/metrics`` (job ``spark_research``), the Dask scheduler and every
+worker process serve ``/metrics`` on their HTTP ports (Dask's ``dask_scheduler_*`` /
+``dask_worker_*`` and per-process ``process_*`` series). Their addresses change when a worker
+restarts, so they are found through a file of targets (Prometheus ``file_sd_configs``,
+job ``dask``) that the platform rewrites from the scheduler's worker list
+(:func:`dask_targets`, :func:`write_sd_targets`). Only Dask's and the process series are kept
+from those endpoints: the platform's own metrics, present in every process that imports
+:mod:`spark_research.metrics`, are scraped once, from the platform.
+
 Example::
 
     >>> cfg = scrape_config(["127.0.0.1:5006"], interval="1s")
@@ -14,6 +23,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -29,13 +39,18 @@ import yaml
 from spark_research.observability.catalog import rule_files
 
 JOB = "spark_research"
+DASK_JOB = "dask"
+#: Series kept from the Dask endpoints (a relabel ``keep``): Dask's own and the process's.
+DASK_KEEP = "dask_.*|process_.*|python_.*"
 
 
 def scrape_config(targets: list[str], *, interval: str = "5s", rules: list[Path] | None = None,
-                  job: str = JOB) -> dict[str, Any]:
+                  job: str = JOB, dask_sd_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """A ``prometheus.yml`` as a dict: one job scraping ``/metrics`` of every ``host:port`` target.
 
     ``rules``: alert rule files to load (default none; :func:`default_rules` gives the project's).
+    ``dask_sd_file``: a targets file (:func:`write_sd_targets`) for a second job, ``dask``,
+    scraping the Dask scheduler and workers.
     """
     if not targets:
         raise ValueError("targets must name at least one host:port to scrape, got []")
@@ -48,9 +63,54 @@ def scrape_config(targets: list[str], *, interval: str = "5s", rules: list[Path]
         "scrape_configs": [{"job_name": job, "metrics_path": "/metrics", "scrape_interval": interval,
                             "static_configs": [{"targets": list(targets)}]}],
     }
+    if dask_sd_file is not None:
+        cfg["scrape_configs"].append({
+            "job_name": DASK_JOB, "metrics_path": "/metrics", "scrape_interval": interval,
+            "file_sd_configs": [{"files": [str(Path(dask_sd_file).resolve())], "refresh_interval": "5s"}],
+            "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": DASK_KEEP, "action": "keep"}],
+        })
     if rules:
         cfg["rule_files"] = [str(Path(r).resolve()) for r in rules]
     return cfg
+
+
+def dask_targets(scheduler_info: dict[str, Any], host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """File-SD target groups for the Dask scheduler and each worker with an HTTP port.
+
+    ``scheduler_info``: ``Client.scheduler_info()``; ``host``: the scheduler's host (workers
+    give their own). Each group is labelled ``role`` (scheduler/worker) and, for workers,
+    ``worker`` (the worker's name).
+
+    Example::
+
+        >>> info = {"services": {"dashboard": 8787},
+        ...         "workers": {"tcp://127.0.0.1:1": {"name": 0, "services": {"dashboard": 9001}}}}
+        >>> [(g["targets"], g["labels"]) for g in dask_targets(info)]
+        [(['127.0.0.1:8787'], {'role': 'scheduler'}), (['127.0.0.1:9001'], {'role': 'worker', 'worker': '0'})]
+    """
+    groups = []
+    port = (scheduler_info.get("services") or {}).get("dashboard")
+    if port:
+        groups.append({"targets": [f"{host}:{port}"], "labels": {"role": "scheduler"}})
+    for addr, w in sorted((scheduler_info.get("workers") or {}).items()):
+        port = (w.get("services") or {}).get("dashboard")
+        if port:
+            groups.append({"targets": [f"{w.get('host') or host}:{port}"],
+                           "labels": {"role": "worker", "worker": str(w.get("name", addr))}})
+    return groups
+
+
+def write_sd_targets(path: str | os.PathLike[str], groups: list[dict[str, Any]]) -> bool:
+    """Write target groups as Prometheus file-SD JSON, atomically; False when unchanged (not rewritten)."""
+    path = Path(path)
+    text = json.dumps(groups, indent=1, sort_keys=True) + "\n"
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
 
 
 def default_rules() -> list[Path]:
@@ -84,9 +144,11 @@ class PrometheusProcess:
     """
 
     def __init__(self, targets: list[str], port: int, workdir: str | os.PathLike[str], *, interval: str = "1s",
-                 rules: bool = False, retention: str = "1h"):
+                 rules: bool = False, retention: str = "1h", dask: bool = False):
         self.targets, self.port, self.interval = list(targets), int(port), interval
         self.workdir = Path(workdir)
+        #: file-SD targets of the ``dask`` job (written by the owner with :func:`write_sd_targets`)
+        self.dask_sd_file = self.workdir / "dask_targets.json" if dask else None
         self.rules = default_rules() if rules else []
         self.retention = retention
         self.proc: subprocess.Popen | None = None
@@ -94,8 +156,10 @@ class PrometheusProcess:
 
     def start(self) -> "PrometheusProcess":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.dask_sd_file is not None and not self.dask_sd_file.exists():
+            write_sd_targets(self.dask_sd_file, [])
         config = write_scrape_config(self.workdir / "prometheus.yml", self.targets, interval=self.interval,
-                                     rules=self.rules)
+                                     rules=self.rules, dask_sd_file=self.dask_sd_file)
         cmd = [prometheus_path(), f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
                f"--web.listen-address=127.0.0.1:{self.port}", f"--storage.tsdb.retention.time={self.retention}",
                "--log.level=warn"]

@@ -115,6 +115,25 @@ def test_every_dashboard_and_rule_query_returns_data(served):
     assert not missing, "queries without data:\n" + "\n".join(sorted(missing))
 
 
+def test_dask_scheduler_and_workers_are_scraped_without_doubling_the_platform_metrics(served):
+    deadline = time.monotonic() + 60
+    up = []
+    while time.monotonic() < deadline:
+        up = query(served, 'up{job="dask"} == 1')
+        if sorted(r["metric"]["role"] for r in up) == ["scheduler", "worker"]:  # --workers 1
+            break
+        time.sleep(1)
+    assert sorted(r["metric"]["role"] for r in up) == ["scheduler", "worker"], up
+    worker_port = next(r["metric"]["instance"] for r in up if r["metric"]["role"] == "worker").rsplit(":", 1)[1]
+    assert any(c.pid for c in served.children()
+               if any(str(a.laddr.port) == worker_port for a in c.net_connections(kind="inet")))
+    assert query(served, 'dask_worker_tasks{job="dask", role="worker"}')
+    assert query(served, 'dask_scheduler_workers{job="dask", role="scheduler"}')
+    assert query(served, 'process_resident_memory_bytes{job="dask", role="worker"}')
+    # the platform's own metrics exist in every process but are scraped from the platform only
+    assert {r["metric"]["job"] for r in query(served, "optimizer_workers_running")} == {"spark_research"}
+
+
 def test_an_alert_expression_comparison_is_stripped_only_at_its_end():
     assert lhs("gate_state == 2") == "gate_state"
     assert lhs("histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m]))) > 1e3") == \

@@ -110,6 +110,32 @@ def test_written_config_passes_promtool(tmp_path):
     assert "SUCCESS" in check.stdout + check.stderr
 
 
+def test_dask_job_reads_a_targets_file_keeps_only_dask_series_and_passes_promtool(tmp_path):
+    from spark_research.platform.prometheus import dask_targets, write_sd_targets
+
+    sd = tmp_path / "dask_targets.json"
+    info = {"services": {"dashboard": 8787}, "workers": {
+        "tcp://127.0.0.1:2": {"name": 1, "services": {"dashboard": 9002}},
+        "tcp://127.0.0.1:1": {"name": 0, "services": {"dashboard": 9001}},
+        "tcp://127.0.0.1:3": {"name": 2, "services": {}}}}  # a worker without an HTTP server: not a target
+    assert write_sd_targets(sd, dask_targets(info)) is True
+    assert write_sd_targets(sd, dask_targets(info)) is False  # unchanged: not rewritten
+    groups = json.loads(sd.read_text())
+    assert [g["targets"] for g in groups] == [["127.0.0.1:8787"], ["127.0.0.1:9001"], ["127.0.0.1:9002"]]
+    assert [g["labels"].get("worker") for g in groups] == [None, "0", "1"]
+    path = write_scrape_config(tmp_path / "prometheus.yml", ["127.0.0.1:5006"], dask_sd_file=sd)
+    cfg = yaml.safe_load(path.read_text())
+    job = cfg["scrape_configs"][1]
+    assert job["job_name"] == "dask" and job["file_sd_configs"][0]["files"] == [str(sd.resolve())]
+    assert job["metric_relabel_configs"][0]["action"] == "keep"
+    import re
+    keep = re.compile(job["metric_relabel_configs"][0]["regex"])
+    assert keep.fullmatch("dask_worker_tasks") and keep.fullmatch("process_resident_memory_bytes")
+    assert not keep.fullmatch("optimizer_workers_running")  # the platform's metrics come from the platform only
+    check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_write_scrape_config_leaves_no_temp_file(tmp_path):
     write_scrape_config(tmp_path / "p.yml", ["127.0.0.1:1"])
     assert [p.name for p in tmp_path.iterdir()] == ["p.yml"]
