@@ -36,6 +36,18 @@ class ExportNotReadyError(ExportError):
     """The export exists but has no file to download (yet, or it failed): HTTP 409."""
 
 
+class ExportFinishedError(ExportError):
+    """The export already finished, so it cannot be cancelled (HTTP 409). Carries ``state``."""
+
+    def __init__(self, export_id: str, state: str):
+        self.export_id, self.state = export_id, state
+        super().__init__(f"export {export_id!r} already {state}: only a queued or running export can be cancelled")
+
+
+class ExportCancelledError(ExportError):
+    """Raised inside an export that was asked to stop; the job ends ``cancelled``, not ``failed``."""
+
+
 class ConcurrencyLimitError(ExportError):
     """The user already runs as many exports as allowed (HTTP 429)."""
 

@@ -2,7 +2,8 @@
 
 The report pipeline (:mod:`spark_research.export.report`) writes a backtest's artifacts to a
 directory; a report notebook loads them with :func:`load_backtest_artifacts` and renders
-tables and matplotlib charts (static PNGs: no browser, JavaScript or CDN needed).
+tables (:class:`Table`: HTML for chromium, LaTeX for xelatex) and matplotlib charts (static
+PNGs: no browser, JavaScript or CDN needed).
 This module imports neither vectorbt nor Panel, so the report kernel starts fast.
 
 Example::
@@ -34,6 +35,39 @@ class BacktestArtifacts:
     drawdown: pd.Series
     trades: pd.DataFrame
     trades_csv: str
+
+
+def _latex_number(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+class Table:
+    """A DataFrame for a report: HTML for the chromium route, a LaTeX tabular for the LaTeX one.
+
+    IPython keeps every representation an object has; nbconvert's HTML template shows
+    ``text/html`` and its LaTeX template ``text/latex``. A bare DataFrame gives LaTeX only
+    its plain text (a monospaced block that wraps wide tables), hence this wrapper. The
+    tabular is scaled down to the text width when it is wider.
+
+    Example::
+
+        >>> t = Table(pd.DataFrame({"total_pnl": [1.5, -2.25]}, index=["long", "short"]))
+        >>> print(t._repr_latex_().splitlines()[3])
+         & total\\_pnl \\\\
+    """
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def _repr_html_(self) -> str:
+        return self.frame._repr_html_()
+
+    def _repr_latex_(self) -> str:
+        tabular = self.frame.to_latex(escape=True, na_rep="NaN", float_format=_latex_number)
+        return f"\\begin{{center}}\\begin{{adjustbox}}{{max width=\\linewidth}}\n{tabular}\\end{{adjustbox}}\\end{{center}}\n"
+
+    def __repr__(self) -> str:
+        return repr(self.frame)
 
 
 def write_backtest_artifacts(directory: Path, meta: dict, equity: pd.Series, drawdown: pd.Series,

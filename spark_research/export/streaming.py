@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from spark_research.export.errors import ExportCancelledError
 from spark_research.export.sources import Source
 
 #: ``progress(rows_done, rows_total_or_None, bytes_done)``, called after every batch.
@@ -67,13 +69,15 @@ def _utc_text(col: pa.Array) -> pa.Array:
 
 
 def write_csv(source: Source, path: str | os.PathLike[str], *, gzip: bool = False,
-              progress: ProgressFn | None = None, show_progress: bool = False) -> CsvResult:
+              progress: ProgressFn | None = None, show_progress: bool = False,
+              cancel: threading.Event | None = None) -> CsvResult:
     """Write every row of ``source`` to ``path`` as CSV (gzip-compressed if ``gzip``).
 
     ``progress`` is called after each batch with rows done, total rows (None if unknown)
     and bytes written; ``show_progress`` adds a ``tqdm.auto`` bar (widget in Lab, text in a
     terminal). Returns a :class:`CsvResult`. On any error the partial file is removed and
-    the error re-raised.
+    the error re-raised. ``cancel`` is looked at before each batch: once it is set the
+    partial file is removed and :class:`ExportCancelledError` raised.
 
     Example::
 
@@ -99,6 +103,8 @@ def write_csv(source: Source, path: str | os.PathLike[str], *, gzip: bool = Fals
         sink = pa.CompressedOutputStream(raw, "gzip") if gzip else raw
         with pcsv.CSVWriter(sink, schema, write_options=pcsv.WriteOptions(batch_size=8192)) as writer:
             for batch in source.batches:
+                if cancel is not None and cancel.is_set():
+                    raise ExportCancelledError(f"export of {source.name!r} cancelled after {rows} rows")
                 if batch.schema != schema:
                     batch = _conform(batch, schema)
                 writer.write_batch(batch)

@@ -1,0 +1,55 @@
+"""Stopping a process together with everything it started (kernels, browsers, xelatex).
+
+A report's worker starts an IPython kernel, Playwright's driver with chromium under it, or
+xelatex; several of them start sessions of their own (the kernel, chromium), so a signal to
+a process group misses them. :func:`kill_tree` follows the parent links instead: it stops
+(SIGSTOP) the root and every descendant until no new one appears, so nothing can fork
+behind its back, then kills them all (SIGKILL) and waits for them to be gone.
+
+Example::
+
+    >>> import subprocess, sys
+    >>> p = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+    ...                       "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+    >>> len(kill_tree(p.pid)) >= 1, p.wait(timeout=5) == -9
+    (True, True)
+"""
+from __future__ import annotations
+
+import signal
+
+import psutil
+
+
+def kill_tree(pid: int, timeout: float = 2.0) -> list[int]:
+    """Kill process ``pid`` and all its descendants; return their pids (empty if ``pid`` is gone).
+
+    Waits up to ``timeout`` seconds for them to exit. The caller still reaps ``pid`` itself
+    if it is its child (``Popen.wait``); descendants are reaped by their new parent (init).
+    """
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    frozen: dict[int, psutil.Process] = {}
+    pending = [root]
+    while pending:  # freeze level by level: a stopped process cannot start another
+        for proc in pending:
+            try:
+                proc.send_signal(signal.SIGSTOP)
+                frozen[proc.pid] = proc
+            except psutil.NoSuchProcess:
+                pass
+        pending = []
+        for proc in list(frozen.values()):
+            try:
+                pending += [c for c in proc.children() if c.pid not in frozen]
+            except psutil.NoSuchProcess:
+                pass
+    for proc in frozen.values():
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs([p for p in frozen.values() if p.pid != pid], timeout=timeout)
+    return sorted(frozen)
