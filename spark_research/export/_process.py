@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import signal
+import time
 
 import psutil
 
@@ -25,7 +26,9 @@ def kill_tree(pid: int, timeout: float = 2.0) -> list[int]:
     """Kill process ``pid`` and all its descendants; return their pids (empty if ``pid`` is gone).
 
     Waits up to ``timeout`` seconds for them to exit. The caller still reaps ``pid`` itself
-    if it is its child (``Popen.wait``); descendants are reaped by their new parent (init).
+    if it is its child (``Popen.wait``); descendants are reaped by their new parent, init,
+    which may take a second or more: a zombie counts as exited (it holds no memory, files
+    or CPU).
     """
     try:
         root = psutil.Process(pid)
@@ -51,5 +54,18 @@ def kill_tree(pid: int, timeout: float = 2.0) -> list[int]:
             proc.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs([p for p in frozen.values() if p.pid != pid], timeout=timeout)
+    deadline = time.monotonic() + timeout
+    waiting = [p for p in frozen.values() if p.pid != pid]
+    while waiting and time.monotonic() < deadline:
+        waiting = [p for p in waiting if not terminated(p)]
+        if waiting:
+            time.sleep(0.01)
     return sorted(frozen)
+
+
+def terminated(proc: psutil.Process) -> bool:
+    """True if ``proc`` has exited: gone, or a zombie (dead, waiting for its new parent, init, to reap it)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

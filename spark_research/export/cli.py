@@ -1,12 +1,14 @@
-"""``spark export run|status|list|cleanup|serve``: export jobs from the command line.
+"""``spark export run|status|cancel|list|cleanup|serve``: export jobs from the command line.
 
 Jobs made here are the same records the HTTP endpoints see (``<var>/exports``), owned by
-``--user`` (default: the login name).
+``--user`` (default: the login name). ``cancel`` also stops an export a server runs on the
+same directory; Ctrl-C during ``run`` cancels that run's export.
 
 Example::
 
     spark export run synthetic_trades --format csv.gz --param rows=100000 --out fills.csv.gz
-    spark export run backtest_trades --format pdf --param symbol=BTCUSDT --out report.pdf
+    spark export run backtest_trades --format pdf --param symbol=BTCUSDT --renderer latex --out report.pdf
+    spark export cancel 5f0c...e1
     spark export list
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 
 def _params(args: argparse.Namespace) -> dict:
     params = json.loads(args.params_json) if args.params_json else {}
+    if getattr(args, "renderer", None):
+        params["renderer"] = args.renderer
     for item in args.param or []:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -33,7 +37,8 @@ def _params(args: argparse.Namespace) -> dict:
 
 def _print_job(job) -> None:
     d = job.to_dict()
-    keys = ("id", "user", "what", "format", "state", "stage", "rows_done", "rows_total", "bytes", "error", "filename")
+    keys = ("id", "user", "what", "format", "state", "stage", "rows_done", "rows_total", "bytes", "renderer",
+            "renderer_fallback", "error", "filename")
     print("  ".join(f"{k}={d[k]}" for k in keys if d.get(k) is not None))
 
 
@@ -53,11 +58,14 @@ def _run(args: argparse.Namespace) -> int:
         mgr.close()
         return 2
     bar = tqdm(unit="rows", desc=f"export {job.id[:8]}", disable=args.quiet)
-    while (cur := mgr.get(job.id, None)).state in ("queued", "running"):
-        bar.total = cur.rows_total
-        bar.n = cur.rows_done
-        bar.refresh()
-        time.sleep(0.2)
+    try:
+        while (cur := mgr.get(job.id, None)).state in ("queued", "running"):
+            bar.total = cur.rows_total
+            bar.n = cur.rows_done
+            bar.refresh()
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # Ctrl-C: stop the export (and its kernel, browser or xelatex) cleanly
+        cur = mgr.cancel(job.id, None, wait=10.0)
     bar.n = cur.rows_done
     bar.close()
     mgr.close()
@@ -82,6 +90,25 @@ def _status(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from spark_research.export.errors import ExportError
+    from spark_research.export.jobs import ExportManager
+
+    mgr = ExportManager(args.root, resume=False)
+    try:
+        job = mgr.cancel(args.id, None, wait=args.wait)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        mgr.close()
+    _print_job(job)
+    if job.state != "cancelled":
+        print(f"cancel requested; export {job.id} still {job.state} after {args.wait:g} s", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -113,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``spark export ...`` to the ``spark`` command."""
-    exp = sub.add_parser("export", help="CSV and PDF exports: run, status, list, cleanup, serve")
+    exp = sub.add_parser("export", help="CSV and PDF exports: run, status, cancel, list, cleanup, serve")
     exp_sub = exp.add_subparsers(dest="export_command", required=True)
     root_help = "exports directory (default <var>/exports, SPARK_VAR)"
 
@@ -122,6 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--format", default="csv", choices=["csv", "csv.gz", "pdf"])
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="source parameter (value parsed as JSON if it can be)")
     run.add_argument("--params-json", help="all parameters as one JSON object")
+    run.add_argument("--renderer", choices=["auto", "chromium", "latex"],
+                     help="PDF only: chromium, LaTeX (xelatex), or auto = chromium with LaTeX as the fallback")
     run.add_argument("--out", help="copy the finished file here")
     run.add_argument("--user", default=getpass.getuser())
     run.add_argument("--root", help=root_help)
@@ -132,6 +161,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("id")
     st.add_argument("--root", help=root_help)
     st.set_defaults(func=_status)
+
+    ca = exp_sub.add_parser("cancel", help="stop a queued or running export (also one a server runs)")
+    ca.add_argument("id")
+    ca.add_argument("--wait", type=float, default=10.0, help="seconds to wait for it to stop (default 10)")
+    ca.add_argument("--root", help=root_help)
+    ca.set_defaults(func=_cancel)
 
     ls = exp_sub.add_parser("list", help="exports, newest first")
     ls.add_argument("--user", help="only this user's")

@@ -4,13 +4,15 @@
 ``POST /export/run``                     JSON ``{"what", "format", "parameters"}`` -> 202 ``{"id", ...}``
 ``GET  /export/status/{id}``             state, stage, progress, rows, bytes, error
 ``GET  /export/download/{id}``           the file, streamed, with its content type and filename
+``POST /export/cancel/{id}``             stop a queued or running export -> 200 (cancelled) or 202
 ``GET  /export/list``                    the caller's exports, newest first
 =======================================  ===========================================================
 
 Every route needs ``Authorization: Bearer <token>`` (401 otherwise); users see only their
 own exports (another user's id is a 404, like an unknown id); a malformed id or field is a
 400 naming it; the per-user limit is a 429 with ``Retry-After``; downloading an export that
-has not succeeded is a 409. Errors are JSON ``{"error": ..., "field": ...}``.
+has not succeeded, or cancelling one that already finished, is a 409. Errors are JSON
+``{"error": ..., "field": ...}``.
 
 Register with Panel (``spark serve`` does this)::
 
@@ -24,10 +26,12 @@ Example (a companion process on its own port)::
 from __future__ import annotations
 
 import tempfile  # noqa: F401  (used in the docstring example)
+from functools import partial
 from typing import Any
 
 import orjson
 from tornado import iostream
+from tornado.ioloop import IOLoop
 from tornado.web import Application, RequestHandler
 
 from spark_research import metrics
@@ -35,6 +39,7 @@ from spark_research.export.auth import load_tokens, user_for_token
 from spark_research.export.errors import (
     AuthError,
     ConcurrencyLimitError,
+    ExportFinishedError,
     ExportNotReadyError,
     ExportParamError,
     UnknownExportError,
@@ -42,6 +47,7 @@ from spark_research.export.errors import (
 from spark_research.export.jobs import ExportManager
 
 CHUNK = 1 << 20  # download chunk: 1 MiB at a time, flushed, so memory stays flat
+CANCEL_WAIT_S = 5.0  # how long POST /export/cancel waits for a running export to stop before answering 202
 
 
 class _ExportHandler(RequestHandler):
@@ -75,6 +81,8 @@ class _ExportHandler(RequestHandler):
             self._json(404, {"error": str(exc), "field": "id"})
         elif isinstance(exc, ExportNotReadyError):
             self._json(409, {"error": str(exc), "field": "id"})
+        elif isinstance(exc, ExportFinishedError):
+            self._json(409, {"error": str(exc), "field": "id", "state": exc.state})
         elif isinstance(exc, ConcurrencyLimitError):
             self.set_header("Retry-After", "5")
             self._json(429, {"error": str(exc), "field": "user", "limit": exc.limit})
@@ -103,7 +111,7 @@ class ExportRunHandler(_ExportHandler):
             return
         base = self.request.path.rsplit("/run", 1)[0]
         self._json(202, {**job.to_dict(), "status_url": f"{base}/status/{job.id}",
-                         "download_url": f"{base}/download/{job.id}"})
+                         "download_url": f"{base}/download/{job.id}", "cancel_url": f"{base}/cancel/{job.id}"})
 
     def _body(self) -> dict[str, Any]:
         try:
@@ -129,6 +137,23 @@ class ExportStatusHandler(_ExportHandler):
             self._json(200, self.manager.get(export_id, self.user).to_dict())
         except (ExportParamError, UnknownExportError) as exc:
             self._error(exc)
+
+
+class ExportCancelHandler(_ExportHandler):
+    """``POST /export/cancel/{id}``: stop a queued or running export of the caller.
+
+    200 with the status once it is ``cancelled``; 202 with the status (``cancel_requested_at``
+    set) if it is still stopping after :data:`CANCEL_WAIT_S`; 409 if it already finished.
+    """
+
+    async def post(self, export_id: str) -> None:
+        try:  # the manager waits for the export to stop: off the event loop
+            job = await IOLoop.current().run_in_executor(
+                None, partial(self.manager.cancel, export_id, self.user, wait=CANCEL_WAIT_S))
+        except (ExportParamError, UnknownExportError, ExportFinishedError) as exc:
+            self._error(exc)
+            return
+        self._json(200 if job.state == "cancelled" else 202, job.to_dict())
 
 
 class ExportListHandler(_ExportHandler):
@@ -175,6 +200,7 @@ def export_url_patterns(manager: ExportManager | None = None, prefix: str = "",
         (f"{prefix}/export/run", ExportRunHandler, kw),
         (f"{prefix}/export/status/([^/]+)", ExportStatusHandler, kw),
         (f"{prefix}/export/download/([^/]+)", ExportDownloadHandler, kw),
+        (f"{prefix}/export/cancel/([^/]+)", ExportCancelHandler, kw),
         (f"{prefix}/export/list", ExportListHandler, kw),
     ]
 

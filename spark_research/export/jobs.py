@@ -9,6 +9,14 @@ One server process should own a directory (``spark serve`` or ``spark export ser
 managers resuming the same directory would both re-run an interrupted job. ``spark export
 run`` opens it without resuming, so it can run beside a server.
 
+States: ``queued`` -> ``running`` -> ``succeeded`` | ``failed``, and ``cancelled`` from either
+active state (:meth:`ExportManager.cancel`). A job cancelled while queued never starts; a
+running CSV export stops between two batches and removes its partial file; a running PDF
+report has its worker killed with the kernel, chromium or xelatex it started. A process that
+does not run the job (``spark export cancel`` beside a server) leaves a :data:`CANCEL_REQUEST`
+file in the job's directory, which the running process acts on within 0.1 s; a job no live
+process runs (its server is down) is cancelled on the spot and not resumed later.
+
 Example::
 
     >>> import tempfile
@@ -32,18 +40,21 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import orjson
+import psutil
 
 from spark_research import metrics
 from spark_research.config import settings
 from spark_research.export.errors import (
     ConcurrencyLimitError,
     ExportError,
+    ExportFinishedError,
     ExportNotReadyError,
     ExportParamError,
     ExportSourceError,
     ReportRenderError,
     UnknownExportError,
 )
+from spark_research.export.report import check_renderer
 from spark_research.export.sources import validate_params
 
 #: format -> (content type, file extension)
@@ -54,11 +65,14 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 #: ``what`` that can be rendered as a PDF report -> report kind.
 PDF_REPORTS: dict[str, str] = {"backtest_trades": "backtest"}
-STATES = ("queued", "running", "succeeded", "failed")
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 MAX_ATTEMPTS = 3
+#: In a job's directory: another process asks the one running the job to cancel it.
+CANCEL_REQUEST = "cancel.request"
 _ID = re.compile(r"[0-9a-f]{32}")
 _PERSIST_EVERY_S = 0.5
+_WATCH_EVERY_S = 0.1
 
 
 def size_bucket(rows: int) -> str:
@@ -103,6 +117,10 @@ class ExportJob:
     error: str | None = None
     reason: str | None = None
     attempts: int = 0
+    renderer: str | None = None  #: PDF only: ``chromium`` or ``latex``, whichever printed the file
+    renderer_fallback: str | None = None  #: PDF only: why chromium was passed over under ``auto``
+    cancel_requested_at: float | None = None
+    owner: str | None = None  #: ``<pid> <start time>`` of the process that queued or ran it (not in the status)
 
     @property
     def filename(self) -> str:
@@ -123,13 +141,34 @@ class ExportJob:
         return min(1.0, self.rows_done / self.rows_total)
 
     def to_dict(self) -> dict[str, Any]:
-        """Status as JSON-ready dict (progress and filename included)."""
-        return {**asdict(self), "progress": self.progress, "filename": self.filename}
+        """Status as JSON-ready dict (progress and filename included, the owner process left out)."""
+        status = asdict(self)
+        del status["owner"]
+        return {**status, "progress": self.progress, "filename": self.filename}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ExportJob":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _process_id() -> str:
+    """This process as ``<pid> <start time>``: a pid alone may be reused after a restart."""
+    return f"{os.getpid()} {psutil.Process().create_time()!r}"
+
+
+def _alive(owner: str) -> bool:
+    try:
+        pid, started = owner.split()
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) < 1e-3
+    except (ValueError, psutil.Error):
+        return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -161,6 +200,9 @@ class ExportManager:
         self._done = threading.Condition(self._lock)
         self._jobs: dict[str, ExportJob] = {}
         self._outcomes: dict[str, list[int]] = {}  # format -> [succeeded, failed] in this process
+        self._cancels: dict[str, threading.Event] = {}  # jobs queued or running in this process
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
         self._load(resume)
 
@@ -178,6 +220,35 @@ class ExportManager:
         tmp.write_bytes(orjson.dumps(asdict(job), option=orjson.OPT_INDENT_2))
         os.replace(tmp, d / "job.json")
 
+    def _reload(self, export_id: str) -> ExportJob:
+        """The record on disk (kept by the process running the job), also refreshed in memory."""
+        try:
+            job = ExportJob.from_dict(orjson.loads((self._dir(export_id) / "job.json").read_bytes()))
+        except (OSError, orjson.JSONDecodeError, TypeError):
+            return self._jobs[export_id]
+        self._jobs[export_id] = job
+        return job
+
+    def _adopt(self, job: ExportJob) -> None:
+        """Mark ``job`` as queued or running in this process (cancel event, owner, watcher); caller saves."""
+        self._cancels[job.id] = threading.Event()
+        job.owner = _process_id()
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="export-cancel-watch", daemon=True)
+            self._watcher.start()
+
+    def _release(self, job: ExportJob) -> None:
+        self._cancels.pop(job.id, None)
+        (self._dir(job.id) / CANCEL_REQUEST).unlink(missing_ok=True)
+
+    def _watch(self) -> None:
+        """Act on cancel requests other processes leave for the jobs this process runs."""
+        while not self._closing.wait(_WATCH_EVERY_S):
+            with self._lock:
+                for export_id, event in list(self._cancels.items()):
+                    if not event.is_set() and (self.root / export_id / CANCEL_REQUEST).exists():
+                        self._cancel_here(self._jobs[export_id])
+
     def _load(self, resume: bool) -> None:
         for path in sorted(self.root.glob("*/job.json")):
             if not _ID.fullmatch(path.parent.name):
@@ -190,10 +261,13 @@ class ExportManager:
                 continue  # a torn record cannot exist (atomic replace); a foreign file is skipped
             self._jobs[job.id] = job
             if job.state in ACTIVE and resume:
-                if job.attempts >= MAX_ATTEMPTS:
+                if job.cancel_requested_at is not None or (path.parent / CANCEL_REQUEST).exists():
+                    self._finish_cancelled(job)  # asked to stop before the process running it died
+                elif job.attempts >= MAX_ATTEMPTS:
                     self._finish_failed(job, f"interrupted {job.attempts} times (server restarts)", "interrupted")
                 else:
                     job.state, job.stage = "queued", "resumed after restart"
+                    self._adopt(job)
                     self._save(job)
                     self._pool.submit(self._run, job)
 
@@ -201,21 +275,34 @@ class ExportManager:
     def submit(self, user: str, what: str, fmt: str, params: Mapping[str, Any] | None = None) -> ExportJob:
         """Validate and queue an export; return its :class:`ExportJob` (state ``queued``).
 
+        A PDF report also takes ``renderer`` among its parameters: ``auto`` (default),
+        ``chromium`` or ``latex`` (see :func:`~spark_research.export.report.render_report`).
         Raises :class:`ExportParamError` (bad field) or :class:`ConcurrencyLimitError`.
         """
         try:
             if fmt not in FORMATS:
                 raise ExportParamError("format", fmt, f"must be one of {sorted(FORMATS)}")
+            renderer = None
+            if isinstance(params, Mapping) and "renderer" in params:
+                if fmt != "pdf":
+                    raise ExportParamError("parameters.renderer", params["renderer"],
+                                           f"applies to format 'pdf' only, not {fmt!r}")
+                renderer = check_renderer(params["renderer"], "parameters.renderer")
+                params = {k: v for k, v in params.items() if k != "renderer"}
             clean = validate_params(what, params)
             if fmt == "pdf" and what not in PDF_REPORTS:
                 raise ExportParamError("format", fmt, f"a PDF report exists for what in {sorted(PDF_REPORTS)}, "
                                        f"not {what!r}; export it as csv")
+            kept = {k: v for k, v in clean.items() if v is not None}
+            if fmt == "pdf":
+                kept["renderer"] = renderer or "auto"
             with self._lock:
                 active = sum(1 for j in self._jobs.values() if j.user == user and j.state in ACTIVE)
                 if active >= self.max_per_user:
                     raise ConcurrencyLimitError(user, active, self.max_per_user)
-                job = ExportJob(uuid.uuid4().hex, user, what, fmt, {k: v for k, v in clean.items() if v is not None})
+                job = ExportJob(uuid.uuid4().hex, user, what, fmt, kept)
                 self._jobs[job.id] = job
+                self._adopt(job)
                 self._save(job)
         except ExportParamError:
             metrics.EXPORT_REQUESTS.labels(format=str(fmt)[:16], status="rejected", user=user).inc()
@@ -265,6 +352,57 @@ class ExportManager:
                     raise TimeoutError(f"export {export_id} still {job.state} after {timeout}s")
                 self._done.wait(min(left, 0.5))
 
+    def cancel(self, export_id: str, user: str | None, wait: float = 5.0) -> ExportJob:
+        """Cancel a queued or running export of ``user`` (None: any user); return its state.
+
+        A queued export is cancelled at once and never starts. A running one is told to stop
+        and this waits up to ``wait`` seconds for it to be ``cancelled`` (a CSV export stops
+        before its next batch, a PDF report within a second or two); if it has not stopped by
+        then, the returned state is still ``running`` with ``cancel_requested_at`` set. An
+        export run by another process is asked through a :data:`CANCEL_REQUEST` file; one that
+        no live process runs is cancelled here. Raises :class:`UnknownExportError` and
+        :class:`ExportFinishedError` (it already succeeded, failed or was cancelled).
+
+        Example::
+
+            >>> import tempfile
+            >>> mgr = ExportManager(tempfile.mkdtemp())
+            >>> job = mgr.submit("alice", "synthetic_trades", "csv", {"rows": 50_000_000})
+            >>> mgr.cancel(job.id, "alice").state
+            'cancelled'
+            >>> mgr.close()
+        """
+        self.get(export_id, user)  # unknown ids and other users' exports: UnknownExportError
+        with self._lock:
+            here = export_id in self._cancels
+            job = self._jobs[export_id] if here else self._reload(export_id)
+            if job.state not in ACTIVE:
+                raise ExportFinishedError(export_id, job.state)
+            if here:
+                self._cancel_here(job)
+            else:
+                if job.owner and _alive(job.owner):
+                    _write_atomic(self._dir(export_id) / CANCEL_REQUEST, _process_id().encode())
+                else:  # its process died: nothing to stop, and no restart shall resume it
+                    self._finish_cancelled(job)
+        deadline = time.monotonic() + wait
+        with self._done:
+            while True:
+                job = self.get(export_id, user) if here else ExportJob.from_dict(asdict(self._reload(export_id)))
+                if job.state not in ACTIVE or time.monotonic() >= deadline:
+                    return job
+                self._done.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _cancel_here(self, job: ExportJob) -> None:
+        """Cancel ``job``, queued or running in this process (lock held)."""
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = time.time()
+        if job.state == "queued":
+            self._finish_cancelled(job)
+        else:
+            self._cancels[job.id].set()
+            self._save(job)
+
     def cleanup(self, max_age_s: float | None = None, now: float | None = None) -> list[str]:
         """Delete finished exports older than ``max_age_s`` (``SPARK_EXPORT_MAX_AGE_S``, default 7 days).
 
@@ -288,13 +426,17 @@ class ExportManager:
 
     def close(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait`` let running exports finish."""
+        self._closing.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
     # ------------------------------------------------------------------ running
     def _run(self, job: ExportJob) -> None:
-        for stale in self._dir(job.id).glob(".tmp-*"):  # a partial file of an attempt killed mid-write
-            stale.unlink(missing_ok=True)
         with self._lock:
+            if job.state != "queued":  # cancelled while it waited for a worker
+                return
+            cancel = self._cancels[job.id]
+            for stale in self._dir(job.id).glob(".tmp-*"):  # a partial file of an attempt killed mid-write
+                stale.unlink(missing_ok=True)
             job.state, job.started_at, job.attempts = "running", time.time(), job.attempts + 1
             job.rows_done, job.bytes, job.error, job.reason = 0, 0, None, None
             self._save(job)
@@ -319,8 +461,13 @@ class ExportManager:
             if job.format == "pdf":
                 from spark_research.export.report import render_report
 
-                res = render_report(PDF_REPORTS[job.what], job.params, out, progress=progress, stage=stage)
+                params = dict(job.params)
+                renderer = params.pop("renderer", "auto")
+                res = render_report(PDF_REPORTS[job.what], params, out, renderer=renderer, progress=progress,
+                                    stage=stage, cancel=cancel)
                 rows, size = res.rows, res.bytes
+                with self._lock:
+                    job.renderer, job.renderer_fallback = res.renderer, res.renderer_fallback
             else:
                 from spark_research.export.sources import open_source
                 from spark_research.export.streaming import write_csv
@@ -330,19 +477,27 @@ class ExportManager:
                 with self._lock:
                     job.rows_total = src.total_rows
                 stage("write")
-                res = write_csv(src, out, gzip=job.format == "csv.gz", progress=progress)
+                res = write_csv(src, out, gzip=job.format == "csv.gz", progress=progress, cancel=cancel)
                 rows, size = res.rows, res.bytes
         except Exception as exc:  # every failure is recorded on the job, never lost in a thread
             metrics.EXPORT_CONCURRENT_RUNNING.dec()
+            with self._lock:
+                if cancel.is_set():  # whatever it stopped with, it was told to stop
+                    self._finish_cancelled(job)
+                    return
             self._finish_failed(job, f"{type(exc).__name__}: {exc}", _reason(exc))
             return
         metrics.EXPORT_CONCURRENT_RUNNING.dec()
         with self._lock:
+            if cancel.is_set():  # cancelled as it finished: the file is no longer wanted
+                self._finish_cancelled(job)
+                return
             job.state, job.stage, job.finished_at = "succeeded", None, time.time()
             job.rows_done, job.bytes = rows, size
             if job.rows_total is None:
                 job.rows_total = rows
             self._save(job)
+            self._release(job)
             self._count(job.format, ok=True)
             self._done.notify_all()
         metrics.EXPORT_REQUESTS.labels(format=job.format, status="succeeded", user=job.user).inc()
@@ -354,11 +509,27 @@ class ExportManager:
         with self._lock:
             job.state, job.finished_at, job.error, job.reason = "failed", time.time(), error, reason
             self._save(job)
+            self._release(job)
             self._count(job.format, ok=False)
             self._done.notify_all()
         metrics.EXPORT_REQUESTS.labels(format=job.format, status="failed", user=job.user).inc()
         metrics.EXPORT_FAIL.labels(reason=reason, format=job.format).inc()
         metrics.EXPORT_BYTES.labels(format=job.format, status="failed").inc(job.bytes)
+
+    def _finish_cancelled(self, job: ExportJob) -> None:
+        # Counted as export_requests{status="cancelled"}, not in export_fail or the success rate:
+        # a user changing their mind is no failure, and must not page anyone (rules/export.yml).
+        with self._lock:
+            for leftover in self._dir(job.id).iterdir():  # a partial or just-finished file
+                if leftover.name != "job.json" and not leftover.name.startswith(".job-"):
+                    leftover.unlink(missing_ok=True)
+            job.state, job.finished_at, job.reason, job.error = "cancelled", time.time(), "cancelled", None
+            if job.cancel_requested_at is None:
+                job.cancel_requested_at = job.finished_at
+            self._save(job)
+            self._release(job)
+            self._done.notify_all()
+        metrics.EXPORT_REQUESTS.labels(format=job.format, status="cancelled", user=job.user).inc()
 
     def _count(self, fmt: str, ok: bool) -> None:
         tally = self._outcomes.setdefault(fmt, [0, 0])
@@ -366,4 +537,4 @@ class ExportManager:
         metrics.EXPORT_SUCCESS_RATE.labels(format=fmt).set(tally[0] / (tally[0] + tally[1]))
 
 
-__all__ = ["ExportJob", "ExportManager", "FORMATS", "PDF_REPORTS", "size_bucket", "check_id", "ExportError"]
+__all__ = ["ExportJob", "ExportManager", "FORMATS", "PDF_REPORTS", "STATES", "size_bucket", "check_id", "ExportError"]

@@ -92,7 +92,7 @@ class ExportServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.status(export_id, token)
-            if st["state"] in ("succeeded", "failed"):
+            if st["state"] in ("succeeded", "failed", "cancelled"):
                 return st
             time.sleep(0.1)
         raise TimeoutError(f"export {export_id} not finished after {timeout}s: {st}")
