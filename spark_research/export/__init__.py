@@ -21,11 +21,12 @@ from spark_research._lazy import lazy_exports
 # Names resolve lazily (PEP 562): ``spark --help`` imports ``export.cli`` and must not pay for
 # pandas/pyarrow, and this file is no barrel importing everything up front.
 _WHERE = {
-    "AuthError": "errors", "ConcurrencyLimitError": "errors", "ExportError": "errors",
-    "ExportNotReadyError": "errors", "ExportParamError": "errors", "ExportSourceError": "errors",
-    "UnknownExportError": "errors", "ReportRenderError": "errors", "FORMATS": "jobs", "ExportJob": "jobs", "ExportManager": "jobs",
-    "ReportResult": "report", "render_report": "report", "SOURCES": "sources", "Source": "sources",
-    "from_parquet": "sources", "from_table": "sources", "open_source": "sources",
+    "AuthError": "errors", "ConcurrencyLimitError": "errors", "ExportCancelledError": "errors",
+    "ExportError": "errors", "ExportFinishedError": "errors", "ExportNotReadyError": "errors",
+    "ExportParamError": "errors", "ExportSourceError": "errors", "UnknownExportError": "errors",
+    "ReportRenderError": "errors", "FORMATS": "jobs", "ExportJob": "jobs", "ExportManager": "jobs",
+    "RENDERERS": "report", "ReportResult": "report", "render_report": "report", "SOURCES": "sources",
+    "Source": "sources", "from_parquet": "sources", "from_table": "sources", "open_source": "sources",
     "register_source": "sources", "CsvResult": "streaming", "write_csv": "streaming",
 }
 __all__ = sorted(_WHERE)
