@@ -20,14 +20,21 @@ from spark_research.gates.session import PaperLiveSession
 from spark_research.gates.venue import SimulatedVenue, SimulatorConfig
 
 #: (symbol, venue config) of the demo sessions: a calm venue and a drifting one. ``spark serve``'s
-#: live session executes on the replay exchange instead, with the same settings as its order
-#: config (``spark_research.platform.components.DEMO_ORDERS``).
+#: live session executes on the replay exchange instead (its order config:
+#: ``spark_research.platform.components.DEMO_ORDERS``, with :data:`LIVE_THRESHOLDS`).
 DEMO_VENUES = {
     "BTCUSDT": SimulatorConfig(slippage_bps=3.0, slippage_std_bps=1.5, partial_fill_prob=0.2),
     "ETHUSDT": SimulatorConfig(slippage_bps=14.0, slippage_std_bps=8.0, partial_fill_prob=0.3, reject_prob=0.05),
 }
 DEMO_THRESHOLDS = GateThresholds(max_fill_drift_bps=30.0, max_drift_bps=12.0, max_pnl_delta=40.0,
                                  cooldown_s=900.0, probation_fills=3)
+#: Thresholds of ``spark serve``'s live session on the replay exchange. Its drift carries the price
+#: move of one bar besides the venue's slippage: the session acts on *closed* bars, so a live
+#: order leaves when the bar whose open priced the paper fill has closed. On the demo stream's
+#: 1 s bars (200 trades/s) that is ~12 bps (std), |drift| ~10 bps on average (P99 ~32) for the
+#: calm venue: these limits let it trade and still close the drifting one within minutes.
+LIVE_THRESHOLDS = GateThresholds(max_fill_drift_bps=60.0, max_drift_bps=20.0, min_fills_for_mean=5,
+                                 max_pnl_delta=200.0, cooldown_s=900.0, probation_fills=3)
 
 
 def run_demo(book: GateBook, *, n_bars: int = 240, seed: int = 7, strategy: str = "sma_cross",

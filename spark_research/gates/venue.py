@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -121,11 +122,17 @@ class SimulatedVenue:
 
 @dataclass(frozen=True)
 class ExchangeConfig:
-    """How :class:`ExchangeVenue` talks to its exchange (where is the ``base_url`` argument).
+    """How :class:`ExchangeVenue` talks to its exchange (which exchange: its ``base_url``).
 
     With ``api_key``/``api_secret`` set, requests carry the ``X-MBX-APIKEY`` header and a
     ``timestamp`` + HMAC-SHA256 ``signature`` as Binance's SIGNED endpoints require (the embedded
-    replay exchange accepts and ignores them).
+    replay exchange accepts and ignores them). The key and secret never show in the repr.
+
+    Example::
+
+        >>> ExchangeConfig(timeout_s=2.0, limit_bps=15, api_key="k", api_secret="s")
+        ExchangeConfig(timeout_s=2.0, recover_timeout_s=10.0, poll_s=0.02, keepalive_s=10.0, limit_bps=15, \
+price_decimals=2, recv_window_ms=5000, client_prefix=None)
     """
 
     timeout_s: float = 5.0  #: wait this long for an order's answer, then look the order up
@@ -157,7 +164,7 @@ class OrderReport:
     order_id: str  #: the session's order id
     client_order_id: str
     exchange_order_id: int | None
-    status: str  #: FILLED | EXPIRED | ... as the exchange said; "ERROR" when it refused or was unreachable
+    status: str  #: FILLED | EXPIRED as the exchange said; ERROR: refused or not sent; UNKNOWN: lost and not found
     round_trip_ms: float  #: send to final answer, look-ups included
     exec_delay_ms: float | None  #: send to the exchange's ``transactTime`` (clamped to the round trip)
     recovered: bool  #: the answer was lost and the order was found by a look-up
@@ -214,7 +221,7 @@ class ExchangeVenue:
         self._lock = threading.Lock()
         self.orders = 0  #: orders submitted (including those refused or lost)
         self.rejects = 0  #: orders that ended in an exception
-        self.reports: list[OrderReport] = []
+        self.reports: deque[OrderReport] = deque(maxlen=10_000)  #: the latest orders, oldest first
         #: clientOrderIds whose outcome could not be established (reconcile them with the venue)
         self.unresolved: list[str] = []
 
@@ -279,12 +286,16 @@ class ExchangeVenue:
                                         f"HTTP {status} code {code}: {msg}", code=code, status=status)
         else:
             answer = _json(body)
-        if not isinstance(answer, dict) or answer.get("status") not in _FINAL:
-            answer = self._recover(order, cid)  # lost, 5xx, unreadable, or not final yet
-            recovered = True
-        rows = answer.get("fills")
-        if rows is None:  # a look-up, or a venue answering RESULT: the executions are in myTrades
-            rows = self._trades(order, cid, answer) if float(answer.get("executedQty", 0)) > 0 else []
+        try:
+            if not isinstance(answer, dict) or answer.get("status") not in _FINAL:
+                answer = self._recover(order, cid)  # lost, 5xx, unreadable, or not final yet
+                recovered = True
+            rows = answer.get("fills")
+            if rows is None:  # a look-up, or a venue answering RESULT: the executions are in myTrades
+                rows = self._trades(order, cid, answer) if float(answer.get("executedQty", 0)) > 0 else []
+        except VenueUnavailableError:
+            self._report(order, cid, None, "UNKNOWN", t0, None, recovered, 0)
+            raise
         rtt_ns = int((time.perf_counter() - t0) * 1e9)
         transact_ms = answer.get("transactTime") or answer.get("updateTime")
         delay_ns = min(max(int(transact_ms) * 1_000_000 - wall0, 0), rtt_ns) if transact_ms else rtt_ns

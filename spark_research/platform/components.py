@@ -42,11 +42,12 @@ log = logging.getLogger("spark_research.platform")
 #: duplicate and a malformed frame now and then, so the stream monitor shows them handled.
 DEMO_FAULTS = "skip_every=400,duplicate_every=900,malformed_every=1500"
 #: How the replay exchange executes the live session's orders, per stream symbol
-#: (``OrderConfig.parse`` form; ``SPARK_STREAM_ORDERS`` wins): a calm venue, and a drifting one
-#: whose slippage breaches the demo thresholds, so its gate closes.
+#: (``OrderConfig.parse`` form; ``SPARK_STREAM_ORDERS`` wins): the calm venue of the offline demo
+#: desk, and a drifting one whose slippage breaches ``gates.demo.LIVE_THRESHOLDS``, so its gate
+#: closes (more slippage than offline: on the live stream a bar's price move adds to every fill).
 DEMO_ORDERS = {
     "BTCUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=3,slippage_std_bps=1.5,partial_fill_prob=0.2",
-    "ETHUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=14,slippage_std_bps=8,partial_fill_prob=0.3,"
+    "ETHUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=30,slippage_std_bps=10,partial_fill_prob=0.3,"
                "reject_prob=0.05",
 }
 #: Components in start order (``prometheus`` only with ``ServeConfig.prometheus``).
@@ -460,13 +461,13 @@ def _loopback(host: str) -> str:
 def _live_session(book, pipeline, symbol: str):
     """A paper engine on the live stream's 1 s bars, its orders sent to the replay exchange's
     order entry (:class:`~spark_research.gates.venue.ExchangeVenue`), gated in ``book``."""
-    from spark_research.gates.demo import DEMO_THRESHOLDS
+    from spark_research.gates.demo import LIVE_THRESHOLDS
     from spark_research.gates.session import PaperLiveSession, stream_bar_callback
     from spark_research.gates.venue import ExchangeVenue
 
     venue = ExchangeVenue(pipeline.exchange.rest_url, name="replay")
     session = PaperLiveSession.create("sma_cross", symbol, book, venue,
-                                      params={"fast": 3, "slow": 10}, thresholds=DEMO_THRESHOLDS)
+                                      params={"fast": 3, "slow": 10}, thresholds=LIVE_THRESHOLDS)
     session.record_fills()  # var/gates/fills: what the export "fills" source reads
     # on its own thread: an order's round trip must not hold up the ingest's event loop
     pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))

@@ -4,6 +4,7 @@ Modules (import what you need; this package imports nothing heavy by itself):
 
 * :mod:`~spark_research.streams.adapters` — ``ExchangeAdapter`` interface, ``BinanceAdapter``
 * :mod:`~spark_research.streams.replay` — ``ReplayExchange`` (WebSocket + REST on 127.0.0.1), ``Faults``
+* :mod:`~spark_research.streams.orders` — the replay exchange's order entry (Binance ``/api/v3/order``), ``OrderConfig``
 * :mod:`~spark_research.streams.ingest` — ``IngestClient``, ``IngestConfig``, ``run_ingest``, ``read_status``
 * :mod:`~spark_research.streams.pipeline` — ``StreamPipeline``: replay exchange + ingest in one process
 * :mod:`~spark_research.streams.book`, :mod:`~spark_research.streams.bars`,

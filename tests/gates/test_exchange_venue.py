@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
 import time
 
 import pandas as pd
@@ -304,3 +305,59 @@ def test_background_bar_callback_keeps_the_caller_free_and_the_bars_in_order(exc
     assert [(f.ts, f.side, f.size, f.price) for f in s.paper_fills] == \
         [(f.ts, f.side, f.size, f.price) for f in reference.paper_fills]
     assert len(s.live_fills) > 0
+
+
+class _SilentExchange:
+    """Accepts connections, reads requests, never answers: every outcome stays unknown."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        while data := _recv(conn):
+            self.requests += [line for line in data.split(b"\r\n") if line.startswith((b"POST ", b"GET "))]
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def _recv(conn: socket.socket) -> bytes:
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
+
+
+def test_an_order_whose_outcome_stays_unknown_is_an_error_and_is_never_resent(venue):
+    silent = _SilentExchange()
+    try:
+        v = venue(silent.url, timeout_s=0.1, recover_timeout_s=0.4)
+        with pytest.raises(VenueUnavailableError, match="outcome unknown .* not resent: reconcile it") as err:
+            v.submit(_order())
+        cid = v.client_order_id(_order())
+        assert err.value.client_order_id == cid and v.unresolved == [cid]
+        assert v.reports[-1].status == "UNKNOWN" and v.rejects == 1
+        posts = [r for r in silent.requests if r.startswith(b"POST")]
+        lookups = [r for r in silent.requests if r.startswith(b"GET /api/v3/order?")]
+        assert len(posts) == 1 and len(lookups) >= 2
+        assert all(cid.encode() in r for r in lookups)
+    finally:
+        silent.close()
