@@ -113,8 +113,9 @@ def live_drift(seconds: float) -> None:
         live = PaperLiveSession.create("sma_cross", symbol, GateBook(MemoryAudit()),
                                        ExchangeVenue(pipeline.exchange.rest_url, name="replay"),
                                        params={"fast": 3, "slow": 10}, thresholds=LIVE_THRESHOLDS)
-        peer = PaperLiveSession.create("sma_cross", symbol, GateBook(MemoryAudit()), SimulatedVenue(DEMO_VENUES[symbol]),
-                                       params={"fast": 3, "slow": 10}, thresholds=DEMO_THRESHOLDS)
+        peer = PaperLiveSession.create("sma_cross", symbol, GateBook(MemoryAudit()),
+                                       SimulatedVenue(DEMO_VENUES[symbol]), params={"fast": 3, "slow": 10},
+                                       thresholds=DEMO_THRESHOLDS)
         pipeline.on_bar(stream_bar_callback(live, interval="1s", background=True))
         pipeline.on_bar(stream_bar_callback(peer, interval="1s"))
         time.sleep(seconds)

@@ -215,7 +215,8 @@ class ExchangeVenue:
         self.name = name
         self._host, self._https = url.hostname, url.scheme == "https"
         self._port = url.port or (443 if self._https else 80)
-        self._prefix = self.config.client_prefix if self.config.client_prefix is not None else uuid.uuid4().hex[:6] + "-"
+        prefix = self.config.client_prefix
+        self._prefix = prefix if prefix is not None else uuid.uuid4().hex[:6] + "-"
         self._conn: http.client.HTTPConnection | None = None
         self._used = 0.0
         self._lock = threading.Lock()
