@@ -146,15 +146,16 @@ def bench_pdf(workdir: Path, renderers: list[str]) -> None:
             renders.append(res.timings["execute"] + res.timings["print"] + res.timings["attach"])
             prints.append(res.timings["print"])
             stages = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items())
-            print(f"  {res.renderer:8s} run {i}: {res.rows:,} trades, {res.bytes / 1e6:.1f} MB PDF, {res.seconds:.1f} s "
-                  f"({stages})")
+            print(f"  {res.renderer:8s} run {i}: {res.rows:,} trades, {res.bytes / 1e6:.1f} MB PDF, "
+                  f"{res.seconds:.1f} s ({stages})")
         medians[renderer] = {"total": statistics.median(totals), "render": statistics.median(renders),
                              "print": statistics.median(prints)}
         print(f"  {renderer:8s} median end to end (backtest included): {medians[renderer]['total']:.1f} s; "
               f"report render (execute + print + attach): {medians[renderer]['render']:.1f} s   (target < 10 s)")
     if {"chromium", "latex"} <= set(medians):
         c, x = medians["chromium"], medians["latex"]
-        print(f"  latex / chromium: end to end {x['total'] / c['total']:.2f}x, print stage {x['print'] / c['print']:.2f}x")
+        print(f"  latex / chromium: end to end {x['total'] / c['total']:.2f}x, "
+              f"print stage {x['print'] / c['print']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ behind its back, then kills them all (SIGKILL) and waits for them to be gone.
 Example::
 
     >>> import subprocess, sys
-    >>> p = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-    ...                       "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+    >>> sleeper = "import time; time.sleep(60)"
+    >>> p = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; "
+    ...                       f"subprocess.Popen([sys.executable, '-c', {sleeper!r}]); {sleeper}"])
     >>> len(kill_tree(p.pid)) >= 1, p.wait(timeout=5) == -9
     (True, True)
 """

@@ -66,10 +66,10 @@ def check_renderer(renderer: object, field: str = "renderer") -> str:
 
         >>> check_renderer("latex")
         'latex'
-        >>> check_renderer("wkhtmltopdf")
+        >>> check_renderer("pdfkit")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        spark_research.export.errors.ExportParamError: field 'renderer' = 'wkhtmltopdf': must be one of ('auto', 'chromium', 'latex')
+        spark_research.export.errors.ExportParamError: field 'renderer' = 'pdfkit': must be one of ('auto', ...)
     """
     if renderer not in RENDERERS:
         raise ExportParamError(field, renderer, f"must be one of {RENDERERS}")

@@ -64,7 +64,8 @@ class Table:
 
     def _repr_latex_(self) -> str:
         tabular = self.frame.to_latex(escape=True, na_rep="NaN", float_format=_latex_number)
-        return f"\\begin{{center}}\\begin{{adjustbox}}{{max width=\\linewidth}}\n{tabular}\\end{{adjustbox}}\\end{{center}}\n"
+        return ("\\begin{center}\\begin{adjustbox}{max width=\\linewidth}\n"
+                f"{tabular}\\end{{adjustbox}}\\end{{center}}\n")
 
     def __repr__(self) -> str:
         return repr(self.frame)
