@@ -28,13 +28,14 @@ DEMO_VENUES = {
 }
 DEMO_THRESHOLDS = GateThresholds(max_fill_drift_bps=30.0, max_drift_bps=12.0, max_pnl_delta=40.0,
                                  cooldown_s=900.0, probation_fills=3)
-#: Thresholds of ``spark serve``'s live session on the replay exchange. Its drift carries the price
-#: move of one bar besides the venue's slippage: the session acts on *closed* bars, so a live
-#: order leaves when the bar whose open priced the paper fill has closed. On the demo stream's
-#: 1 s bars (200 trades/s) that is ~12 bps (std), |drift| ~10 bps on average (P99 ~32) for the
-#: calm venue: these limits let it trade and still close the drifting one within minutes.
-LIVE_THRESHOLDS = GateThresholds(max_fill_drift_bps=60.0, max_drift_bps=20.0, min_fills_for_mean=5,
-                                 max_pnl_delta=200.0, cooldown_s=900.0, probation_fills=3)
+#: Thresholds of ``spark serve``'s live session on the replay exchange. The live order leaves
+#: when its signal forms (the bar's close) and executes after the exchange's latency, so its
+#: drift is the venue's slippage plus the price move over that latency: measured with
+#: ``bench/orders.py`` (90 s of the demo stream), BTC P50 0.9 / P95 4.6 bps on the exchange vs
+#: 1.4 / 3.6 bps on the simulator. A rolling mean over at least 5 fills keeps one unlucky fill
+#: from closing the calm gate; the drifting venue (30 bps) still closes within minutes.
+LIVE_THRESHOLDS = GateThresholds(max_fill_drift_bps=30.0, max_drift_bps=12.0, min_fills_for_mean=5,
+                                 max_pnl_delta=40.0, cooldown_s=900.0, probation_fills=3)
 
 
 def run_demo(book: GateBook, *, n_bars: int = 240, seed: int = 7, strategy: str = "sma_cross",

@@ -120,6 +120,7 @@ class PaperEngine:
         self._ts: list[int] = []
         self._cols: dict[str, list[float]] = {k: [] for k in _FIELDS}
         self._pending: Side | None = None
+        self._pending_id: str | None = None
         self._ids = itertools.count(1)
 
     @property
@@ -157,15 +158,30 @@ class PaperEngine:
         ts, row = self._read(bar)
         fills: list[Fill] = []
         if self._pending is not None:
-            fill = self._execute(self._pending, ts, row["open"])
+            fill = self._execute(self._pending, ts, row["open"], self._pending_id)
             if fill is not None:
                 fills.append(fill)
-            self._pending = None
+            self._pending = self._pending_id = None
         self._ts.append(ts)
         for k in _FIELDS:
             self._cols[k].append(row[k])
         self._pending = self._signal()
+        if self._pending is not None:
+            self._pending_id = f"{self.label}-{self.symbol}-{next(self._ids)}"
         return fills
+
+    @property
+    def pending_order(self) -> Order | None:
+        """The order the last bar's signal placed, to fill at the next bar's open: the moment a
+        live venue should get its own order. Its size is what the paper fill will take at
+        today's close (the same as at the next open when the bars are continuous); its
+        ``ref_price`` is that close. None when the last bar gave no signal.
+        """
+        if self._pending is None or not self._ts:
+            return None
+        close = self._cols["close"][-1]
+        size = self.costs.buy_all(self.cash, close)[0] if self._pending == "buy" else self.position
+        return Order(self._pending_id, self.label, self.symbol, self._ts[-1], self._pending, size, close)
 
     def run(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Replay ``bars`` (a frame of one symbol) through :meth:`on_bar`; returns all fills as a frame."""
@@ -192,8 +208,7 @@ class PaperEngine:
             return "sell"
         return None
 
-    def _execute(self, side: Side, ts: int, open_price: float) -> Fill | None:
-        oid = f"{self.label}-{self.symbol}-{next(self._ids)}"
+    def _execute(self, side: Side, ts: int, open_price: float, oid: str) -> Fill | None:
         if side == "buy":
             if self.cash <= 0:
                 return None

@@ -2,9 +2,10 @@
 
 :class:`PaperLiveSession` takes closed bars through :meth:`~PaperLiveSession.on_bar` (wire it
 to any bar source: a replayed frame, the streams package's bar callback). Each paper fill
-becomes a live order, checked by the gate first (refused while CLOSED, scaled in probation); each live
-fill's drift against its paper fill goes to the gate, whose decisions can refuse the next order.
-Time is the bars' time, so a replay is deterministic.
+order becomes a live order the moment its signal forms (the bar's close, as a live trader would
+send it), checked by the gate first (refused while CLOSED, scaled in probation); when the paper
+order fills at the next bar's open, each live fill's drift against it goes to the gate, whose
+decisions can refuse the next order. Time is the bars' time, so a replay is deterministic.
 
 Example::
 
@@ -56,6 +57,8 @@ class PaperLiveSession:
         self.live_position = 0.0
         self.states: list[tuple[int, str]] = []
         self._paper_by_id: dict[str, Fill] = {}
+        #: live fills sent when a signal formed, until the paper fill (next bar's open) is known
+        self._awaiting_paper: dict[str, list[Fill]] = {}
         #: where :meth:`save_fills` writes (set by :meth:`record_fills`); None = keep in memory only
         self.fills_path: Path | None = None
         self._saved = 0
@@ -77,11 +80,17 @@ class PaperLiveSession:
             self.states.append((ts, self.gate.state.name))
         self.gate.heartbeat(ts)
         self._note(self.gate.tick(ts), ts)
-        live: list[Fill] = []
         for paper in self.engine.on_bar(bar):
             self.paper_fills.append(paper)
             self._paper_by_id[paper.order_id] = paper
-            live.extend(self._send(paper, ts))
+            self._measure(paper, self._awaiting_paper.pop(paper.order_id, []), ts)
+        for order_id in list(self._awaiting_paper):  # its paper order did not fill (no cash): nothing to compare
+            log.warning("live fills of %s have no paper fill to compare with", order_id)
+            del self._awaiting_paper[order_id]
+        live: list[Fill] = []
+        intent = self.engine.pending_order
+        if intent is not None:  # the signal formed on this bar: the live order goes now
+            live = self._send(intent, ts)
         if self.fills_path is not None and len(self.paper_fills) + len(self.live_fills) != self._saved:
             self.save_fills()
         return live
@@ -113,12 +122,14 @@ class PaperLiveSession:
         for bar in bars.to_dict("records"):
             self.on_bar(bar)
 
-    def _send(self, paper: Fill, ts: int) -> list[Fill]:
-        ref = self.engine.orders[paper.order_id].ref_price
-        size = self.live_position if paper.side == "sell" else paper.size
-        order = Order(paper.order_id, paper.strategy, paper.symbol, ts, paper.side, size, ref)
+    def _send(self, intent: Order, ts: int) -> list[Fill]:
+        """Send the live order of the paper order ``intent`` (gate first); its fills wait for the
+        paper fill (next bar's open) to have their drift measured."""
+        ref = intent.ref_price
+        size = self.live_position if intent.side == "sell" else intent.size
+        order = Order(intent.order_id, intent.strategy, intent.symbol, ts, intent.side, size, ref)
         try:
-            if paper.side == "sell":
+            if intent.side == "sell":
                 if size <= 0:  # the buy was refused: nothing to sell live
                     return []
                 # closing a position is never scaled down, only refused while CLOSED
@@ -141,12 +152,18 @@ class PaperLiveSession:
         for f in fills:
             self.live_fills.append(f)
             self.live_position += f.size if f.side == "buy" else -f.size
+        if abs(self.live_position) < 1e-12:
+            self.live_position = 0.0
+        if fills:
+            self._awaiting_paper[order.order_id] = list(fills)
+        return fills
+
+    def _measure(self, paper: Fill, fills: list[Fill], ts: int) -> None:
+        """Drift of each live fill of ``paper``'s order, each one a gate observation."""
+        for f in fills:
             d = fill_drift(paper, f)
             self.drifts.append(d)
             self._note(self.gate.observe_fill(d, now_ns=ts), ts)
-        if abs(self.live_position) < 1e-12:
-            self.live_position = 0.0
-        return fills
 
     def _note(self, decision, ts: int) -> None:
         if decision.changed:
@@ -155,6 +172,11 @@ class PaperLiveSession:
     def _note_state(self, ts: int) -> None:
         if self.states[-1][1] != self.gate.state.name:
             self.states.append((ts, self.gate.state.name))
+
+    @property
+    def awaiting_fills(self) -> list[Fill]:
+        """Live fills sent on the last signal whose paper fill (next bar's open) is not known yet."""
+        return [f for fills in self._awaiting_paper.values() for f in fills]
 
     # ------------------------------------------------------------------ frames for analysis
     def paper_frame(self) -> pd.DataFrame:

@@ -43,8 +43,8 @@ log = logging.getLogger("spark_research.platform")
 DEMO_FAULTS = "skip_every=400,duplicate_every=900,malformed_every=1500"
 #: How the replay exchange executes the live session's orders, per stream symbol
 #: (``OrderConfig.parse`` form; ``SPARK_STREAM_ORDERS`` wins): the calm venue of the offline demo
-#: desk, and a drifting one whose slippage breaches ``gates.demo.LIVE_THRESHOLDS``, so its gate
-#: closes (more slippage than offline: on the live stream a bar's price move adds to every fill).
+#: desk, and a drifting one whose slippage (30 bps) breaches ``gates.demo.LIVE_THRESHOLDS``, so its
+#: gate closes.
 DEMO_ORDERS = {
     "BTCUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=3,slippage_std_bps=1.5,partial_fill_prob=0.2",
     "ETHUSDT": "latency_ms=80,latency_jitter_ms=40,slippage_bps=30,slippage_std_bps=10,partial_fill_prob=0.3,"
