@@ -257,7 +257,12 @@ def test_a_write_to_a_closed_browser_socket_is_one_info_line_other_task_errors_s
             gc.collect()
 
     caplog.set_level(logging.INFO)
-    asyncio.run(main())
+    import threading  # a fresh loop on its own thread: a session fixture may run a loop in this one
+
+    t = threading.Thread(target=asyncio.run, args=(main(),))
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
     quiet = [r for r in caplog.records if r.name == "spark_research.platform"]
     assert [r.levelno for r in quiet] == [logging.INFO]
     assert "WebSocketClosedError" in quiet[0].getMessage() and quiet[0].exc_info is None
