@@ -98,7 +98,8 @@ class PaperEngine:
     """Run ``strategy`` (name, class or instance) on one symbol's closed bars, paper-filling its signals.
 
     ``on_order(order)`` is called for every paper order when it fills (at the next bar's open),
-    which is when the live side should send its own order. ``on_fill(fill)`` for every paper fill.
+    ``on_fill(fill)`` for every paper fill. A live side sends its own order earlier, when the
+    signal forms: :attr:`pending_order` after the bar that gave it.
     """
 
     def __init__(self, strategy: str | type[Strategy] | Strategy, params: Mapping[str, Any] | None = None, *,
