@@ -1,5 +1,5 @@
 """Export center state and views: choose what, format and parameters, start the export, watch its
-progress, download the file; the user's earlier exports below.
+progress, cancel it or download the file; the user's earlier exports below.
 
 :class:`ExportCenter` submits through the same :class:`~spark_research.export.ExportManager` that
 serves ``/export/*`` under ``spark serve`` (so an export started here is also visible to the HTTP
@@ -27,7 +27,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from spark_research.export.errors import ConcurrencyLimitError, ExportParamError
+from spark_research.export.errors import ConcurrencyLimitError, ExportFinishedError, ExportParamError
 from spark_research.export.jobs import FORMATS, PDF_REPORTS, ExportManager
 from spark_research.export.sources import SOURCES
 
@@ -107,6 +107,21 @@ class ExportCenter(param.Parameterized):
         self.message = f"export {job.id[:8]} queued: {self.what} as {self.format}"
         self.version += 1
 
+    def cancel(self, event: Any = None) -> None:
+        """Cancel the export followed on this page (queued: never starts; running: stops and its
+        partial file goes). Does not wait: the state follows through :meth:`refresh`."""
+        if not self.job_id:
+            self.message = "refused: no export to cancel (start one first)"
+            return
+        try:
+            job = self.manager.cancel(self.job_id, self.user, wait=0)
+        except ExportFinishedError as exc:
+            self.message = f"refused: {exc}"
+            return
+        self.state = job.state
+        self.message = f"export {job.id[:8]} " + ("cancelled" if job.state == "cancelled" else "cancelling")
+        self.version += 1
+
     def refresh(self) -> None:
         """Follow the current export and the user's list (periodic callback)."""
         jobs = self.manager.list(self.user)
@@ -122,6 +137,8 @@ class ExportCenter(param.Parameterized):
                 self.message = f"export {job.id[:8]} ready: {job.rows_done:,} rows, {job.bytes:,} bytes"
             elif job.state == "failed":
                 self.message = f"export {job.id[:8]} failed ({job.reason}): {job.error}"
+            elif job.state == "cancelled":
+                self.message = f"export {job.id[:8]} cancelled"
         self.version += 1
 
     def jobs_frame(self) -> pd.DataFrame:
@@ -132,15 +149,17 @@ class ExportCenter(param.Parameterized):
 
     # ------------------------------------------------------------------ views
     def form(self) -> pn.Column:
-        go = pn.widgets.Button(name="Start export", button_type="primary", css_classes=["start-export"])
+        go = pn.widgets.Button(label="Start export", button_type="primary", css_classes=["start-export"])
         go.on_click(self.start)
+        stop = pn.widgets.Button(label="Cancel export", button_type="warning", css_classes=["cancel-export"])
+        stop.on_click(self.cancel)
         return pn.Column(
             pn.widgets.Select.from_param(self.param.what, name="What"),
             pn.bind(lambda w: pn.pane.Markdown(self.description(w), css_classes=["export-what-help"]), self.param.what),
             pn.widgets.Select.from_param(self.param.format, name="Format"),
             pn.widgets.TextAreaInput.from_param(self.param.parameters, name="Parameters (JSON)", height=90,
                                                 css_classes=["export-parameters"]),
-            go,
+            pn.Row(go, stop),
         )
 
     @param.depends("message")

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import panel as pn
 import pytest
 import yaml
 
@@ -226,6 +227,28 @@ def test_export_center_follows_a_job_to_its_download(tmp_path):
     assert Path(dl.file).read_text().count("\n") == 701 and dl.filename.endswith(".csv")
     other = ExportCenter(manager=ec.manager, user="bob")
     assert other.jobs_frame().empty  # users see only their own exports
+    ec.manager.close()
+
+
+def test_export_center_cancels_the_followed_export_from_its_button(tmp_path):
+    from spark_research.export import ExportManager
+    from spark_research.views.export_center import ExportCenter
+
+    ec = ExportCenter(manager=ExportManager(tmp_path), user="alice")
+    ec.cancel()
+    assert ec.message.startswith("refused: no export to cancel")
+    ec.parameters = '{"rows": 50000000}'  # minutes of work: it is running or queued when cancelled
+    ec.start()
+    form = ec.form()
+    stop = next(w for w in form.select(pn.widgets.Button) if w.label == "Cancel export")
+    stop.clicks += 1  # what a click in the browser does
+    job = ec.manager.wait(ec.job_id, "alice", timeout=30)
+    ec.refresh()
+    assert job.state == ec.state == "cancelled", (job.state, ec.message)
+    assert ec.message.endswith("cancelled")
+    assert not [p for p in (tmp_path / ec.job_id).iterdir() if p.suffix == ".csv"]  # no partial file left
+    ec.cancel()  # already final: refused, named
+    assert ec.message.startswith("refused:") and "cancelled" in ec.message
     ec.manager.close()
 
 
