@@ -1,8 +1,8 @@
 """Paper beside live: one strategy/symbol, its paper engine, a gated live venue and the drift.
 
 :class:`PaperLiveSession` takes closed bars through :meth:`~PaperLiveSession.on_bar` (wire it
-to any bar source: a replayed frame, the streams package's bar callback). Each paper fill
-order becomes a live order the moment its signal forms (the bar's close, as a live trader would
+to any bar source: a replayed frame, the streams package's bar callback). Each paper order
+becomes a live order the moment its signal forms (the bar's close, as a live trader would
 send it), checked by the gate first (refused while CLOSED, scaled in probation); when the paper
 order fills at the next bar's open, each live fill's drift against it goes to the gate, whose
 decisions can refuse the next order. Time is the bars' time, so a replay is deterministic.
@@ -42,6 +42,7 @@ from spark_research.gates.venue import ExecutionVenue
 
 log = logging.getLogger(__name__)
 
+
 class PaperLiveSession:
     """Paper engine + gated live venue + drift for one strategy/symbol."""
 
@@ -56,7 +57,6 @@ class PaperLiveSession:
         self.errors: list[tuple[int, str]] = []
         self.live_position = 0.0
         self.states: list[tuple[int, str]] = []
-        self._paper_by_id: dict[str, Fill] = {}
         #: live fills sent when a signal formed, until the paper fill (next bar's open) is known
         self._awaiting_paper: dict[str, list[Fill]] = {}
         #: where :meth:`save_fills` writes (set by :meth:`record_fills`); None = keep in memory only
@@ -82,7 +82,6 @@ class PaperLiveSession:
         self._note(self.gate.tick(ts), ts)
         for paper in self.engine.on_bar(bar):
             self.paper_fills.append(paper)
-            self._paper_by_id[paper.order_id] = paper
             self._measure(paper, self._awaiting_paper.pop(paper.order_id, []), ts)
         for order_id in list(self._awaiting_paper):  # its paper order did not fill (no cash): nothing to compare
             log.warning("live fills of %s have no paper fill to compare with", order_id)
