@@ -66,6 +66,7 @@ bench: data warm
 	$(BIN)/python bench/streams.py
 	$(BIN)/python bench/gates.py --n 20000
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/orders.py
 
 # Refresh docs/screenshots/ (the README's pictures) from the browser tests of spark serve.
 screenshots: sysdeps data warm

@@ -26,24 +26,14 @@ the other two is then repeated on those N bars; default: all bars). Exits 1 on d
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
+from _timing import median_time
 
 FAST, SLOW, FEES, SLIP, CASH = 30, 150, 0.0002, 0.0, 10_000.0
-
-
-def timed(fn, repeat):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def spark_run(bars):
@@ -114,11 +104,11 @@ def main() -> int:
     bars = generate_bars("BTCUSDT", n=args.bars, seed=2024)
     spark_run(bars.iloc[:5_000]), vbt_run(bars.iloc[:5_000])  # load numba kernels outside the timings
 
-    t_spark, pf_spark = timed(lambda: spark_run(bars), args.repeat)
-    t_vbt, pf_vbt = timed(lambda: vbt_run(bars), args.repeat)
-    t_vbt_tz, _ = timed(lambda: vbt_run(bars, naive=False), 1)
+    t_spark, pf_spark = median_time(lambda: spark_run(bars), args.repeat)
+    t_vbt, pf_vbt = median_time(lambda: vbt_run(bars), args.repeat)
+    t_vbt_tz, _ = median_time(lambda: vbt_run(bars, naive=False), 1)
     bt_bars = bars.iloc[: args.bt_bars] if args.bt_bars else bars
-    t_bt, st_bt = timed(lambda: bt_run(bt_bars), 1)
+    t_bt, st_bt = median_time(lambda: bt_run(bt_bars), 1)
 
     rows = [("spark run_backtest", len(bars), t_spark), ("plain vectorbt", len(bars), t_vbt),
             ("vectorbt, tz index", len(bars), t_vbt_tz), ("backtesting.py", len(bt_bars), t_bt)]

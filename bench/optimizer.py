@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -26,15 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from backtesting import Strategy as _BtStrategy  # noqa: E402
 from backtesting.lib import crossover  # noqa: E402
-
-
-def median_time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+from _timing import median_time  # noqa: E402
 
 
 def plain_vectorbt(strategy: str, bars: pd.DataFrame, combos: pd.DataFrame, fees: float, slippage: float) -> np.ndarray:
