@@ -3,6 +3,7 @@
 Public surface (imported lazily, so ``import spark_research.backtest.cli`` stays light)::
 
     from spark_research.backtest import run_backtest, Strategy, Param, Signals, STRATEGIES
+    from spark_research.backtest import resolve_strategy, register_strategy, list_strategies
 """
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ _EXPORTS = {
     "Strategy": "strategy",
     "check_lookahead": "lookahead",
     "check_warmup": "lookahead",
+    "resolve_strategy": "registry",
+    "register_strategy": "registry",
+    "list_strategies": "registry",
+    "identify": "registry",
+    "StrategyError": "registry",
+    "UnknownStrategy": "registry",
+    "StrategyLoadError": "registry",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from spark_research import metrics
 from spark_research.backtest.engine import run_backtest
+from spark_research.backtest.registry import resolve_strategy
 from spark_research.backtest.strategies import STRATEGIES
 from spark_research.config import settings
 from spark_research.data.store import BarStore, default_store
@@ -60,7 +61,8 @@ def _trades_csv(trades: pd.DataFrame) -> str:
 def render(strategy: str, store: BarStore | None = None, symbols: Iterable[str] = SYMBOLS) -> dict[str, str]:
     """Run ``strategy`` on the sample symbols; return ``{file name: content}`` of its golden files."""
     store = store or default_store()
-    strat = STRATEGIES[strategy]
+    strat = resolve_strategy(strategy)
+    strategy = strat.name  # files are named after the strategy, however it was named
     summary: dict[str, object] = {"strategy": strategy, "params": strat.defaults(), "settings": RUN_SETTINGS, "symbols": {}}
     files: dict[str, str] = {}
     for sym in symbols:
@@ -117,6 +119,7 @@ def check(golden_dir: Path | None = None, store: BarStore | None = None,
     nondeterministic = 0
     for strategy in strategies or sorted(STRATEGIES):
         files = render(strategy, store)
+        strategy = resolve_strategy(strategy).name
         again = render(strategy, store)
         nondeterministic += sum(files[k] != again[k] for k in files)
         for name, content in sorted(files.items()):

@@ -97,13 +97,12 @@ class DonchianBreakout(Strategy):
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (SmaCross, RsiReversion, DonchianBreakout)}
 
 
-def get_strategy(name: str | type[Strategy] | Strategy) -> type[Strategy]:
-    """The strategy class for a registry name, class or instance; clear error for unknown names."""
-    if isinstance(name, type) and issubclass(name, Strategy):
-        return name
-    if isinstance(name, Strategy):
-        return type(name)
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; shipped: {sorted(STRATEGIES)}") from None
+def get_strategy(name: "str | type[Strategy] | Strategy") -> type[Strategy]:
+    """The strategy class for any way of naming one (see :mod:`spark_research.backtest.registry`).
+
+    Registry names, ``"pkg.mod:Class"``, ``"path/to/file.py:Class"``, classes and instances;
+    an unknown name raises :class:`~spark_research.backtest.registry.UnknownStrategy` (a ``KeyError``).
+    """
+    from spark_research.backtest.registry import resolve_strategy
+
+    return resolve_strategy(name)
