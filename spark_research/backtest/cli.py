@@ -1,4 +1,9 @@
-"""``spark backtest``, ``spark check``, ``spark golden check|update``, ``spark demo``, ``spark warm``."""
+"""``spark backtest``, ``spark check``, ``spark strategies list``, ``spark golden check|update``, ``spark demo``, ``spark warm``.
+
+Every command that takes a strategy takes any name the resolver knows: a registry name, a
+plug-in, ``package.module:Class`` or ``path/to/file.py:Class``
+(:mod:`spark_research.backtest.registry`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -29,11 +34,24 @@ def _load(symbols: list[str], last: int | None):
     return {s: load_sample(s, n=last) for s in symbols}
 
 
+def _strategy_arg(args: argparse.Namespace) -> str:
+    """The strategy named positionally or by ``--strategy`` (one of them, not both)."""
+    pos, opt = getattr(args, "strategy_pos", None), getattr(args, "strategy", None)
+    if pos and opt and pos != opt:
+        raise SystemExit(f"spark {args.command}: name the strategy once (got {pos!r} and --strategy {opt!r})")
+    name = opt or pos
+    if not name:
+        raise SystemExit(f"spark {args.command}: name a strategy (a registry name, package.module:Class or "
+                         f"path/to/file.py:Class); `spark strategies list` shows what is found")
+    return name
+
+
 def _backtest(args: argparse.Namespace) -> int:
     from spark_research.backtest.engine import run_backtest
 
+    strategy = _strategy_arg(args)
     bars = _load(args.symbols, args.last)
-    res = run_backtest(args.strategy, bars if len(bars) > 1 else next(iter(bars.values())), _parse_params(args.param),
+    res = run_backtest(strategy, bars if len(bars) > 1 else next(iter(bars.values())), _parse_params(args.param),
                        fees=args.fees, slippage=args.slippage, init_cash=args.cash, direction=args.direction, fill=args.fill)
     print(f"{res.strategy} {res.params} on {res.symbols} ({res.fill} fills, {res.runtime_ms:.0f} ms)")
     print(res.stats_frame().to_string())
@@ -46,15 +64,41 @@ def _backtest(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from spark_research.backtest.lookahead import check_lookahead, check_warmup
 
+    strategy = _strategy_arg(args)
     bars = _load([args.symbol], args.last)[args.symbol]
     params = _parse_params(args.param)
-    look = check_lookahead(args.strategy, bars, params, n_cuts=args.cuts)
-    warm = check_warmup(args.strategy, bars, params)
+    look = check_lookahead(strategy, bars, params, n_cuts=args.cuts)
+    warm = check_warmup(strategy, bars, params)
     print(look)
     print(warm)
     verdict = "PASS" if look.passed else "FAIL (lookahead)"
     print(f"verdict: {verdict}; load at least {warm.warmup} bars of history before the first signal you trust")
     return 0 if look.passed else 1
+
+
+def _fmt(v: float | int) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    """Print every strategy found, with its parameters, ranges and where it came from."""
+    from spark_research.backtest.registry import list_strategies
+
+    infos = list_strategies()
+    for info in infos:
+        ident = info.identity
+        if info.error:
+            print(f"{ident.ref}  [{ident.kind}]  NOT LOADED: {info.error}")
+            continue
+        label = ident.name if ident.kind in ("shipped", "registered", "plugin") else ident.ref
+        print(f"{label}  [{ident.kind}: {ident.origin}]  code {ident.source_hash}")
+        if info.doc:
+            print(f"    {info.doc.splitlines()[0]}")
+        for name, p in info.params.items():
+            print(f"    {name} = {_fmt(p.default)}  range [{_fmt(p.low)}, {_fmt(p.high)}] step {_fmt(p.step)}")
+    broken = sum(1 for i in infos if i.error)
+    print(f"{len(infos) - broken} strategies" + (f", {broken} that do not load" if broken else ""))
+    return 1 if broken and args.strict else 0
 
 
 def _golden(args: argparse.Namespace) -> int:
@@ -110,10 +154,11 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from_choices = ["sma_cross", "rsi_reversion", "donchian_breakout"]
+    strategy_help = "registry name, package.module:Class or path/to/file.py:Class (`spark strategies list`)"
 
     bt = sub.add_parser("backtest", help="run one backtest on the sample data and print its stats")
-    bt.add_argument("strategy", choices=from_choices)
+    bt.add_argument("strategy_pos", nargs="?", metavar="STRATEGY", help=strategy_help)
+    bt.add_argument("--strategy", help=strategy_help)
     bt.add_argument("--symbols", nargs="+", default=["BTCUSDT"])
     bt.add_argument("--param", action="append", metavar="NAME=VALUE")
     bt.add_argument("--fees", type=float, default=0.001)
@@ -126,12 +171,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.set_defaults(func=_backtest)
 
     ck = sub.add_parser("check", help="lookahead and warm-up checks of a strategy")
-    ck.add_argument("strategy", choices=from_choices)
+    ck.add_argument("strategy_pos", nargs="?", metavar="STRATEGY", help=strategy_help)
+    ck.add_argument("--strategy", help=strategy_help)
     ck.add_argument("--symbol", default="BTCUSDT")
     ck.add_argument("--param", action="append", metavar="NAME=VALUE")
     ck.add_argument("--cuts", type=int, default=25, help="truncation points")
     ck.add_argument("--last", type=int, default=10_000, help="bars to check on (default 10000)")
     ck.set_defaults(func=_check)
+
+    st = sub.add_parser("strategies", help="list every strategy found (shipped, registered, plug-ins, SPARK_STRATEGY_PATH)")
+    st_sub = st.add_subparsers(dest="strategies_command", required=True)
+    stl = st_sub.add_parser("list", help="strategies with parameters, ranges and where each came from")
+    stl.add_argument("--strict", action="store_true", help="exit 1 when a plug-in or strategy file does not load")
+    stl.set_defaults(func=_strategies)
 
     gd = sub.add_parser("golden", help="check or update the golden result files")
     gd.add_argument("golden_command", choices=["check", "update"])
@@ -139,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gd.set_defaults(func=_golden)
 
     dm = sub.add_parser("demo", help="demo research run: stats table and an HTML equity chart")
-    dm.add_argument("--strategy", default="sma_cross", choices=from_choices)
+    dm.add_argument("--strategy", default="sma_cross", help=strategy_help)
     dm.add_argument("--symbol", default="BTCUSDT")
     dm.add_argument("--out", default="out/demo_equity.html")
     dm.set_defaults(func=_demo)
