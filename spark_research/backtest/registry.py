@@ -227,12 +227,11 @@ def _last_frame(exc: BaseException, prefer: Path | None = None) -> str:
         return f"{exc.filename}, line {exc.lineno}: {(exc.text or '').strip()}"
     pick = None
     for fr in frames:
-        if "importlib" in fr.filename or fr.filename.endswith("registry.py"):
+        if "importlib" in fr.filename or fr.filename.startswith("<frozen") or fr.filename.endswith("registry.py"):
             continue
         if prefer is None or Path(fr.filename).resolve() == prefer:
             pick = fr
-    pick = pick or (frames[-1] if frames else None)
-    return f"{pick.filename}, line {pick.lineno}: {pick.line}" if pick else "(no traceback)"
+    return f"{pick.filename}, line {pick.lineno}: {pick.line}" if pick else "no line of its own"
 
 
 def load_strategy_file(path: str | os.PathLike[str]) -> types.ModuleType:
@@ -330,6 +329,9 @@ def _by_name(name: str) -> type[Strategy]:
         ep = plugins[name]
         try:
             obj = ep.load()
+        except ModuleNotFoundError as exc:
+            raise StrategyLoadError(f"strategy {name!r}: plug-in {ep.value!r} does not load: "
+                                    f"no module named {exc.name!r}") from exc
         except Exception as exc:
             raise StrategyLoadError(f"strategy {name!r}: plug-in {ep.value!r} does not load: "
                                     f"{type(exc).__name__}: {exc} ({_last_frame(exc)})") from exc
