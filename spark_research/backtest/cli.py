@@ -67,7 +67,8 @@ def _check(args: argparse.Namespace) -> int:
     strategy = _strategy_arg(args)
     bars = _load([args.symbol], args.last)[args.symbol]
     params = _parse_params(args.param)
-    look = check_lookahead(strategy, bars, params, n_cuts=args.cuts)
+    look = check_lookahead(strategy, bars, params, n_cuts=args.cuts, seed=args.seed, budget_s=args.budget,
+                           max_signal_cuts=args.signal_cuts)
     warm = check_warmup(strategy, bars, params)
     print(look)
     print(warm)
@@ -175,7 +176,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ck.add_argument("--strategy", help=strategy_help)
     ck.add_argument("--symbol", default="BTCUSDT")
     ck.add_argument("--param", action="append", metavar="NAME=VALUE")
-    ck.add_argument("--cuts", type=int, default=25, help="truncation points")
+    ck.add_argument("--cuts", type=int, default=25, help="evenly spaced (and as many seeded random) truncation points")
+    ck.add_argument("--seed", type=int, default=0, help="seed of the random cuts and of sampled signal cuts")
+    ck.add_argument("--budget", type=float, default=10.0, help="seconds the lookahead check may spend (default 10)")
+    ck.add_argument("--signal-cuts", type=int, default=256, help="most cuts at signal bars (sampled beyond that)")
     ck.add_argument("--last", type=int, default=10_000, help="bars to check on (default 10000)")
     ck.set_defaults(func=_check)
 
