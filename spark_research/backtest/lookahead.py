@@ -114,9 +114,14 @@ class LookaheadReport:
         if self.passed:
             return f"{self.strategy} {self.params}: no lookahead in {self._coverage()}"
         lines = [f"{self.strategy} {self.params}: LOOKAHEAD in {self.leaky_series}", f"  {self._coverage()}"]
-        lines += [f"  {v}" for v in self.violations[:10]]
-        if len(self.violations) > 10:
-            lines.append(f"  ... and {len(self.violations) - 10} more")
+        # the earliest offending bar of each series first: the same bar seen by many cuts is one finding
+        first: dict[str, Violation] = {}
+        for v in sorted(self.violations, key=lambda v: (v.bar, v.cut_bar)):
+            first.setdefault(v.series, v)
+        shown = list(first.values())[:10]
+        lines += [f"  {v}" for v in shown]
+        if len(self.violations) > len(shown):
+            lines.append(f"  ... and {len(self.violations) - len(shown)} more (bar, cut) pairs")
         return "\n".join(lines)
 
 

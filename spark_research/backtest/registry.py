@@ -512,16 +512,18 @@ def to_payload(ref: StrategyLike) -> StrategyPayload:
     return StrategyPayload(ident.ref, pickled=cloudpickle.dumps(cls), source_hash=ident.source_hash)
 
 
-def _worker_name() -> str:
+def _worker_name(worker: Any = None) -> str:
     try:
-        from distributed import get_worker
+        if worker is None:
+            from distributed import get_worker
 
-        return get_worker().address
+            worker = get_worker()
+        return f"{worker.address} (pid {os.getpid()})"
     except Exception:
         return f"pid {os.getpid()}"
 
 
-def load_payload(payload: StrategyPayload | StrategyLike) -> type[Strategy]:
+def load_payload(payload: StrategyPayload | StrategyLike, worker: Any = None) -> type[Strategy]:
     """The strategy class a payload carries (cached per process); plain refs are resolved."""
     if not isinstance(payload, StrategyPayload):
         return resolve_strategy(payload)
@@ -537,15 +539,15 @@ def load_payload(payload: StrategyPayload | StrategyLike) -> type[Strategy]:
 
             cls = validate_strategy_class(pickle.loads(payload.pickled), asked=repr(payload.ref))
     except Exception as exc:
-        raise StrategyLoadError(f"worker {_worker_name()} cannot load strategy {payload.ref!r}: "
+        raise StrategyLoadError(f"worker {_worker_name(worker)} cannot load strategy {payload.ref!r}: "
                                 f"{type(exc).__name__}: {exc}") from exc
     _LOADED[key] = cls
     return cls
 
 
-def probe_payload(payload: StrategyPayload) -> str:
-    """Load ``payload`` on this worker and return its code hash (run on every worker before a sweep)."""
-    return source_hash(load_payload(payload))
+def probe_payload(payload: StrategyPayload, dask_worker: Any = None) -> str:
+    """Load ``payload`` on this worker and return its code hash (``Client.run`` on every worker before a sweep)."""
+    return source_hash(load_payload(payload, dask_worker))
 
 
 # ---------------------------------------------------------------------------- listing
