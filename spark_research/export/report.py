@@ -104,6 +104,7 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
     """
     import pyarrow as pa
 
+    from spark_research.backtest.registry import identify
     from spark_research.export.report_data import write_backtest_artifacts
 
     directory = Path(directory)
@@ -114,7 +115,8 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
     write_csv(src, directory / ATTACHMENT_NAME, progress=progress, cancel=cancel)
     res = src.context["result"]
     meta = {"strategy": res.strategy, "params": res.params, "symbols": res.symbols, "bars": src.context["bars"],
-            "stats": res.stats, "request": dict(params)}
+            "stats": res.stats, "request": {k: (v if k != "strategy" or isinstance(v, str) else identify(v).ref)
+                                            for k, v in params.items()}}
     return write_backtest_artifacts(directory, meta, res.equity, res.drawdown, table.to_pandas(), ATTACHMENT_NAME)
 
 

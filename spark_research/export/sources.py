@@ -337,7 +337,8 @@ def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Sou
 
 # ------------------------------------------------------------------------- backtest trades
 @register_source("backtest_trades", (
-    SourceParam("strategy", str, "sma_cross"),
+    # a name over HTTP; in-process (a notebook's render_report) also the Strategy class itself
+    SourceParam("strategy", (str, type), "sma_cross"),
     SourceParam("symbol", str, "BTCUSDT"),
     SourceParam("params", dict, None, help="strategy parameters (default: the strategy's defaults)"),
     SourceParam("start", str, None), SourceParam("end", str, None),
@@ -347,7 +348,7 @@ def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Sou
                 low=100, high=5_000_000),
     SourceParam("seed", int, 42, low=0),
 ), "round trips of a backtest on stored or seeded synthetic bars")
-def backtest_trades_source(strategy: str, symbol: str, params: dict | None, start: str | None, end: str | None,
+def backtest_trades_source(strategy: Any, symbol: str, params: dict | None, start: str | None, end: str | None,
                            fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
     """Run a backtest and export its trades; ``context["result"]`` keeps the result for reports."""
     from spark_research.backtest import ParameterError, get_strategy, run_backtest
@@ -355,6 +356,12 @@ def backtest_trades_source(strategy: str, symbol: str, params: dict | None, star
 
     if direction not in ("longonly", "shortonly", "both"):
         raise ExportParamError("parameters.direction", direction, "must be longonly, shortonly or both")
+    from spark_research.backtest.registry import strategy_names
+
+    if isinstance(strategy, str) and ":" in strategy and strategy not in strategy_names():
+        # an export request must not make the server import an arbitrary module or file
+        raise ExportParamError("parameters.strategy", strategy, "exports take a strategy by a name the platform "
+                               "lists (`spark strategies list`); put your strategy files on SPARK_STRATEGY_PATH")
     try:
         get_strategy(strategy)
     except (KeyError, ValueError) as exc:
