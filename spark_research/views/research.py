@@ -1,6 +1,10 @@
 """Research explorer state and views: backtest a strategy (equity, drawdown, stats, trades) and
 sweep two of its parameters on the optimizer's Dask cluster, shown as a heatmap.
 
+Every strategy the resolver finds is offered (shipped, registered, plug-ins, files under
+``SPARK_STRATEGY_PATH``: :func:`~spark_research.backtest.registry.list_strategies`), and the
+parameter inputs are built from its ``Param`` declarations (ranges, steps).
+
 :class:`ResearchExplorer` holds one browser session's choices as ``param`` parameters; the app
 (``apps/research.py``) only lays out its views. Sweeps go to the running platform's optimizer
 (``spark serve``) or, served alone, to a one-worker LocalCluster started on first use.
@@ -25,7 +29,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from spark_research.backtest import STRATEGIES, get_strategy, run_backtest
+from spark_research.backtest import get_strategy, run_backtest
+from spark_research.backtest.registry import list_strategies
 from spark_research.data import default_store
 from spark_research.views.backtest import drawdown_area, equity_curve
 from spark_research.views.optimizer import objective_heatmap
@@ -68,6 +73,20 @@ def load_bars(symbol: str, n: int) -> pd.DataFrame:
     return _BARS[key]
 
 
+def strategy_choices() -> dict[str, str]:
+    """``{label: name or ref}`` of every strategy found; file strategies are labelled ``Class (file.py)``."""
+    out: dict[str, str] = {}
+    for info in list_strategies():
+        if info.error:
+            continue
+        ident = info.identity
+        if ident.kind in ("shipped", "registered", "plugin") and ident.portable:
+            out[ident.name] = ident.name
+        elif ident.kind in ("path", "file"):
+            out[f"{ident.name} ({ident.origin.rsplit('/', 1)[-1]})"] = ident.ref
+    return out
+
+
 def parse_values(text: str, name: str) -> list[float]:
     """``"5, 10, 20"`` -> ``[5, 10, 20]``; a clear error naming the field otherwise."""
     try:
@@ -84,7 +103,7 @@ def parse_values(text: str, name: str) -> list[float]:
 class ResearchExplorer(param.Parameterized):
     """One session of the research explorer (see module docstring)."""
 
-    strategy = param.Selector(default="sma_cross", objects=sorted(STRATEGIES), doc="strategy to test")
+    strategy = param.Selector(default="sma_cross", objects=["sma_cross"], doc="strategy to test (name or ref)")
     symbol = param.Selector(default="BTCUSDT", objects=["BTCUSDT"], doc="stored symbol")
     bars = param.Integer(default=20_000, bounds=(500, 1_000_000), doc="the last N one-minute bars")
     fees = param.Number(default=0.001, bounds=(0, 0.05), doc="fee per trade (fraction)")
@@ -100,7 +119,15 @@ class ResearchExplorer(param.Parameterized):
     sweep_version = param.Integer(default=0)
 
     def __init__(self, **params: Any):
+        wanted = params.pop("strategy", "sma_cross")
         super().__init__(**params)
+        choices = strategy_choices()  # found anew for each session: a new strategy file shows up on reload
+        if wanted not in choices.values():
+            get_strategy(wanted)  # an unknown name is an error here, not a silently different strategy
+            choices[str(wanted)] = wanted
+        self.param.strategy.objects = choices
+        with param.parameterized.discard_events(self):
+            self.strategy = wanted
         symbols = default_store().symbols("bars") or ["BTCUSDT"]
         self.param.symbol.objects = symbols
         if self.symbol not in symbols:
@@ -153,7 +180,7 @@ class ResearchExplorer(param.Parameterized):
             self.message = f"backtest failed: {exc}"
             return
         s = self.result.stats
-        self.message = (f"backtest {self.strategy} {self.values} on {self.symbol}: {s['trades']} trades, "
+        self.message = (f"backtest {self.result.strategy} {self.values} on {self.symbol}: {s['trades']} trades, "
                         f"total return {s['total_return']:.2%}, {self.result.runtime_ms:.0f} ms")
         self.result_version += 1
 
@@ -208,7 +235,7 @@ class ResearchExplorer(param.Parameterized):
         def inputs(strategy: str) -> pn.Column:
             widgets = []
             for name, p in get_strategy(strategy).params.items():
-                cls = pn.widgets.IntInput if isinstance(p.default, int) else pn.widgets.FloatInput
+                cls = pn.widgets.IntInput if p.is_int else pn.widgets.FloatInput
                 w = cls(name=name, value=self.values.get(name, p.default), start=p.low, end=p.high, step=p.step,
                         css_classes=[f"param-{name}"], width=140)
                 w.param.watch(lambda e, n=name: self.values.__setitem__(n, e.new), "value")
@@ -220,7 +247,7 @@ class ResearchExplorer(param.Parameterized):
         run = pn.widgets.Button(name="Run backtest", button_type="primary", css_classes=["run-backtest"])
         run.on_click(self.run_backtest)
         return pn.Column(
-            pn.widgets.Select.from_param(self.param.strategy, name="Strategy"),
+            pn.widgets.Select.from_param(self.param.strategy, name="Strategy", css_classes=["strategy-select"]),
             pn.widgets.Select.from_param(self.param.symbol, name="Symbol"),
             pn.widgets.IntInput.from_param(self.param.bars, name="Bars (last N)", step=1000),
             pn.Row(pn.widgets.FloatInput.from_param(self.param.fees, name="Fees", step=0.0005, width=140),

@@ -25,9 +25,30 @@ COMPONENTS = {"web", "streams", "archive", "gates", "exports", "optimizer"}
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
+USER_STRATEGY = '''
+from spark_research.backtest import Param, Signals, Strategy
+
+
+class BandBounce(Strategy):
+    """Buy under the lower band, sell at the mean (a user's file on SPARK_STRATEGY_PATH)."""
+
+    window = Param(40, low=10, high=200, step=10)
+    k = Param(2.0, low=1.0, high=3.0, step=0.5)
+
+    def signals(self, bars, window, k):
+        close = bars["close"]
+        mean = close.rolling(window).mean()
+        lower = mean - k * close.rolling(window).std()
+        return Signals(entries=(close < lower).fillna(False), exits=(close > mean).fillna(False))
+'''
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    s = start_serve(tmp_path_factory.mktemp("serve"), "--workers", "1")
+    tmp = tmp_path_factory.mktemp("serve")
+    (tmp / "strategies").mkdir()
+    (tmp / "strategies" / "band_bounce.py").write_text(USER_STRATEGY)
+    s = start_serve(tmp, "--workers", "1", env={"SPARK_STRATEGY_PATH": str(tmp / "strategies")})
     try:
         timings = wait_until_apps_answer(s)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -225,6 +246,22 @@ def test_research_backtest_and_sweep_heatmap(served, page):
     page.locator("#research-message", has_text="done: best sharpe").wait_for(timeout=120_000)
     page.locator(".sweep-heatmap canvas").first.wait_for(timeout=30_000)
     _shot(page, "research")
+    page.watch.assert_clean()
+
+
+def test_research_explorer_backtests_and_sweeps_a_user_strategy(served, page):
+    _login(page, served.url, next_="/research")
+    page.locator("#research-message", has_text="backtest sma_cross").wait_for(timeout=60_000)
+    page.locator(".strategy-select select").select_option(label="BandBounce (band_bounce.py)")
+    # the parameter inputs follow the strategy's Param declarations
+    page.locator(".param-window input").wait_for(timeout=30_000)
+    assert page.locator(".param-k input").input_value() == "2"
+    assert page.locator(".param-fast").count() == 0
+    page.get_by_role("button", name="Run backtest").click()
+    page.locator("#research-message", has_text="backtest BandBounce").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Run sweep").click()
+    page.locator("#research-message", has_text="done: best sharpe").wait_for(timeout=120_000)
+    page.locator(".sweep-heatmap canvas").first.wait_for(timeout=30_000)
     page.watch.assert_clean()
 
 
