@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--faults", default=None,
                    help="replay fault knobs, e.g. 'skip_every=400' ('' for a clean stream; env SPARK_STREAM_FAULTS; "
                         "default: a gap, a duplicate and a malformed frame now and then)")
+    p.add_argument("--strategy", default="sma_cross",
+                   help="strategy of the live paper session: a name, package.module:Class or path/file.py:Class")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of --strategy (repeatable)")
     p.add_argument("--no-exercise", action="store_true", help="skip the start-up backtest, sweep and export")
     p.add_argument("--write-prometheus-config", metavar="FILE", default=None,
                    help="write a Prometheus scrape config for this platform to FILE and exit")
@@ -103,8 +106,13 @@ def _serve(args: argparse.Namespace) -> int:
     from spark_research.platform.components import ServeConfig
     from spark_research.platform.main import run
 
+    from spark_research.backtest.cli import _parse_params
+
     cfg = ServeConfig(host=host, port=port, prometheus=args.prometheus, prometheus_port=args.prometheus_port,
-                      n_workers=args.workers, rate=args.rate, faults=args.faults, exercise=not args.no_exercise)
+                      n_workers=args.workers, rate=args.rate, faults=args.faults, exercise=not args.no_exercise,
+                      strategy=args.strategy, strategy_params=_parse_params(args.param) if args.param else None)
+    if args.strategy != "sma_cross" or args.param:
+        cfg.check_strategy()  # the shipped default needs no check (and no vectorbt import before the server is up)
     return run(cfg)
 
 

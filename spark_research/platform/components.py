@@ -76,6 +76,10 @@ class ServeConfig:
     gate_demo_bars: int = 60
     exercise: bool = True  #: run one backtest, sweep and export at start
     var_dir: Path = field(default_factory=lambda: settings().var_dir)
+    #: the live paper/gated session's strategy: any name the resolver takes ("pkg.mod:Class", "file.py:Class")
+    strategy: str = "sma_cross"
+    #: its parameters (None: the demo's fast 3 / slow 10 for sma_cross, else the strategy's defaults)
+    strategy_params: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -86,6 +90,19 @@ class ServeConfig:
             raise ValueError(f"n_workers must be >= 1, got {self.n_workers!r}")
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"rate must be > 0, got {self.rate!r}")
+
+    def check_strategy(self) -> None:
+        """Resolve the live strategy and its parameters (an error names what is wrong) before anything starts."""
+        from spark_research.backtest.registry import resolve_strategy
+
+        resolve_strategy(self.strategy).resolve(self.live_params)
+
+    @property
+    def live_params(self) -> dict[str, Any]:
+        """Parameters of the live session's strategy."""
+        if self.strategy_params is not None:
+            return dict(self.strategy_params)
+        return {"fast": 3, "slow": 10} if self.strategy == "sma_cross" else {}
 
     @property
     def prom_port(self) -> int:
@@ -330,7 +347,8 @@ class Platform:
             if self.states["streams"].state == "failed" or time.monotonic() > deadline or self._stop.is_set():
                 return {"gates": len(list(self.book)), "live_session": None}
             time.sleep(0.05)
-        self.live_session = _live_session(self.book, self.pipeline, self.config.symbol)
+        self.live_session = _live_session(self.book, self.pipeline, self.config.symbol, self.config.strategy,
+                                          self.config.live_params)
         return {"gates": len(list(self.book)), "live_session": self.live_session.gate.name}
 
     def _stop_gates(self) -> None:
@@ -458,16 +476,15 @@ def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
-def _live_session(book, pipeline, symbol: str):
-    """A paper engine on the live stream's 1 s bars, its orders sent to the replay exchange's
-    order entry (:class:`~spark_research.gates.venue.ExchangeVenue`), gated in ``book``."""
+def _live_session(book, pipeline, symbol: str, strategy: Any = "sma_cross", params: dict[str, Any] | None = None):
+    """A paper engine running ``strategy`` on the live stream's 1 s bars, its orders sent to the replay
+    exchange's order entry (:class:`~spark_research.gates.venue.ExchangeVenue`), gated in ``book``."""
     from spark_research.gates.demo import LIVE_THRESHOLDS
     from spark_research.gates.session import PaperLiveSession, stream_bar_callback
     from spark_research.gates.venue import ExchangeVenue
 
     venue = ExchangeVenue(pipeline.exchange.rest_url, name="replay")
-    session = PaperLiveSession.create("sma_cross", symbol, book, venue,
-                                      params={"fast": 3, "slow": 10}, thresholds=LIVE_THRESHOLDS)
+    session = PaperLiveSession.create(strategy, symbol, book, venue, params=params, thresholds=LIVE_THRESHOLDS)
     session.record_fills()  # var/gates/fills: what the export "fills" source reads
     # on its own thread: an order's round trip must not hold up the ingest's event loop
     pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))

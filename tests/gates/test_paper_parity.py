@@ -74,3 +74,39 @@ def test_unknown_strategy_and_bad_costs_are_clear_errors():
         PaperEngine("nope", symbol="BTCUSDT")
     with pytest.raises(ValueError, match="slippage must be a fraction in \\[0, 1\\), got 1.5"):
         PaperEngine("sma_cross", symbol="BTCUSDT", slippage=1.5)
+
+
+USER_STRATEGY = '''
+from spark_research.backtest import Param, Signals, Strategy
+
+
+class ChannelRevert(Strategy):
+    """Buy a close under the prior 30-bar low band, sell over the mean: a user's own strategy."""
+
+    window = Param(30, low=5, high=200, step=5)
+    band = Param(0.002, low=0.0, high=0.05, step=0.001)
+
+    def signals(self, bars, window, band):
+        close = bars["close"]
+        low = bars["low"].rolling(window).min().shift(1)
+        mean = close.rolling(window).mean()
+        return Signals(entries=(close < low * (1 + band)).fillna(False), exits=(close > mean).fillna(False))
+'''
+
+
+@pytest.mark.parametrize("how", ["file", "class"])
+def test_paper_engine_runs_a_user_strategy_like_the_backtest(how, tmp_path):
+    path = tmp_path / "channel.py"
+    path.write_text(USER_STRATEGY)
+    ref = f"{path}:ChannelRevert"
+    if how == "class":
+        from spark_research.backtest.registry import resolve_strategy
+
+        ref = resolve_strategy(ref)
+    bars = generate_bars("BTCUSDT", n=400, seed=3)
+    params = {"window": 10, "band": 0.003}
+    expected = run_backtest(ref, bars, params).orders
+    engine = PaperEngine(ref, params, symbol="BTCUSDT")
+    paper = engine.run(bars)
+    assert engine.label == "ChannelRevert" and len(expected) >= 4
+    pd.testing.assert_frame_equal(paper[list(expected.columns)], expected, check_exact=True, check_dtype=False)

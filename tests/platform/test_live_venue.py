@@ -45,3 +45,34 @@ def test_live_session_sends_its_orders_to_the_pipelines_exchange(tmp_path, monke
         assert session.engine.bars_seen >= 2
     finally:
         pipeline.stop()
+
+
+def test_served_live_session_runs_a_user_strategy_named_on_the_command_line(tmp_path, monkeypatch):
+    """``spark serve --strategy path/file.py:Class --param k=v``: the live session trades that class."""
+    from spark_research.platform.components import ServeConfig
+
+    monkeypatch.setenv("SPARK_VAR", str(tmp_path))
+    path = tmp_path / "quick.py"
+    path.write_text(
+        "from spark_research.backtest import Param, Signals, Strategy\n"
+        "class QuickFlip(Strategy):\n"
+        "    window = Param(5, low=2, high=50)\n"
+        "    def signals(self, bars, window):\n"
+        "        up = bars['close'] > bars['close'].rolling(window).mean()\n"
+        "        return Signals(entries=up & ~up.shift(1, fill_value=False), exits=~up & up.shift(1, fill_value=False))\n")
+    cfg = ServeConfig(strategy=f"{path}:QuickFlip", strategy_params={"window": 3})
+    cfg.check_strategy()
+    with pytest.raises(ValueError, match="'window' = 1 outside"):
+        ServeConfig(strategy=f"{path}:QuickFlip", strategy_params={"window": 1}).check_strategy()
+    pipeline = StreamPipeline(rate=1_000, n=20_000, root=tmp_path / "ingest",
+                              orders=OrderConfig.parse(DEMO_ORDERS["BTCUSDT"])).start()
+    try:
+        session = _live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT", cfg.strategy, cfg.live_params)
+        assert session.engine.strategy_cls.__name__ == "QuickFlip" and session.engine.params == {"window": 3}
+        assert session.gate.name.startswith("QuickFlip")
+        deadline = time.monotonic() + 30
+        while session.engine.bars_seen < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.engine.bars_seen >= 3
+    finally:
+        pipeline.stop()
