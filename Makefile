@@ -25,6 +25,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,bench,dashboards]"
+	$(BIN)/python -m spark_research.platform.lab
 	touch $@
 
 install: $(VENV)/.installed
@@ -56,7 +57,11 @@ run: data warm
 test: sysdeps data warm
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --ignore=notebooks/reports -p no:cacheprovider $(PYTEST_ARGS)
 
+# The Lab server puts .venv/bin first on its PATH (spark_research.platform.lab, enabled in the
+# venv at install, so every `.venv/bin/jupyter lab` has it): the "Panel Launcher" tile starts the
+# venv's `panel serve apps/*.py` (jupyter-panel-proxy.yml) even when the venv is not activated.
 lab: data warm
+	$(BIN)/python -m spark_research.platform.lab
 	$(BIN)/jupyter lab notebooks/
 
 # Each benchmark prints medians and ratios against peers measured in the same run.
