@@ -8,9 +8,11 @@ Example::
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import signal
 import sys
 import time
+from pathlib import Path
 
 from spark_research.platform import runtime
 from spark_research.platform.components import Platform, ServeConfig
@@ -19,13 +21,53 @@ from spark_research.platform.web import banner, build_server, discover_apps, qui
 log = logging.getLogger("spark_research.platform")
 
 
-def run(config: ServeConfig) -> int:
-    """Start everything, print the URLs, serve until a signal, stop everything; exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+def setup_logging(var_dir: Path) -> Path:
+    """A quiet console, everything in ``var/log/serve.log``; returns the log file's path.
+
+    The console shows warnings and errors of every library, and the platform's own progress
+    (one line per component as it comes up). Everything at INFO and above, Dask's and
+    Tornado's chatter included, goes to the rotating log file.
+    """
+    log_dir = var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "serve.log"
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=20 * 2**20, backupCount=3)
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    progress = logging.StreamHandler(sys.stdout)  # the platform's own INFO lines, plainly
+    progress.setLevel(logging.INFO)
+    progress.addFilter(_BelowWarning())
+    progress.setFormatter(logging.Formatter("spark serve: %(message)s"))
+    log.addHandler(progress)
     log.setLevel(logging.INFO)
+    # Dask configures its loggers at import with a handler of its own: route them to the file only.
+    for name in ("distributed", "bokeh", "tornado"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        lg.propagate = True
     # The demo stream injects malformed frames on purpose; the stream monitor counts them.
     logging.getLogger("spark_research.streams.ingest").setLevel(logging.ERROR)
+    return path
+
+
+def run(config: ServeConfig) -> int:
+    """Start everything, print the URLs, serve until a signal, stop everything; exit code."""
+    log_path = setup_logging(config.var_dir)
     t0 = time.monotonic()
     platform = Platform(config)
     runtime.register(platform)
@@ -45,7 +87,7 @@ def run(config: ServeConfig) -> int:
         loop.asyncio_loop.set_exception_handler(quiet_closed_websockets)
 
         def stop(signum, _frame) -> None:
-            log.info("spark serve: %s received, stopping", signal.Signals(signum).name)
+            log.info("%s received, stopping", signal.Signals(signum).name)
             loop.asyncio_loop.call_soon_threadsafe(loop.stop)
 
         platform.cluster_spawned.wait(60)
@@ -55,6 +97,8 @@ def run(config: ServeConfig) -> int:
             stop(stopping[0], None)
         print(banner(config.host, config.port, apps,
                      f"http://127.0.0.1:{config.prom_port}" if config.prometheus else None), flush=True)
+        print(f"  logs      {log_path}  (Dask, Tornado and the components at INFO; warnings also here)\n",
+              flush=True)
         log.info("web server listening after %.2fs", time.monotonic() - t0)
         loop.start()
     finally:

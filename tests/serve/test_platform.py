@@ -108,6 +108,17 @@ def test_startup_to_every_app_answering_is_measured(served):
     assert served.timings["apps"] < 120, served.timings
 
 
+def test_console_shows_the_banner_and_progress_and_the_log_file_the_chatter(served):
+    console = served.log()
+    assert "Research explorer" in console and "demo logins" in console
+    assert f"logs      {served.var / 'log' / 'serve.log'}" in console
+    for name in ("streams", "gates", "optimizer"):
+        assert f"spark serve: component {name} up after" in console
+    assert " INFO distributed" not in console and " INFO tornado" not in console, console[-3000:]
+    logged = (served.var / "log" / "serve.log").read_text()
+    assert "INFO distributed.scheduler" in logged and "component gates up after" in logged
+
+
 def test_spark_status_prints_each_component(served):
     out = subprocess.run([*SPARK, "status", "--port", str(served.port)], capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
