@@ -138,18 +138,36 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    """Compile (or load from numba's disk cache) every kernel the backtests use."""
+    """Load every numba kernel that backtests, reports and sweeps use (compiling once what is missing).
+
+    numba keys a compiled kernel by its argument types, so this runs each path once on tiny
+    inputs with the types the real calls have: ``run_backtest`` of every shipped strategy on one
+    symbol and on several (a shared cash pool), with direction signals and with long/short ones
+    (``direction="both"``), the four signatures of vectorbt's from_signals kernel; the stats,
+    trades, orders and drawdown of each; every fused sweep kernel; the generic sweep kernel.
+    With a valid cache everything loads from disk; a kernel compiled here is saved for later runs.
+    """
     t0 = time.perf_counter()
+    import numpy as np
+    import pandas as pd
+
     from spark_research.backtest.engine import run_backtest
     from spark_research.backtest.strategies import STRATEGIES
     from spark_research.data.synthetic import generate_bars
+    from spark_research.optimizer.fused import FUSED_PARAMS, evaluate_fused
+    from spark_research.optimizer.generic import warm_generic
 
     bars = generate_bars("BTCUSDT", n=2_000, seed=1)
     multi = {s: generate_bars(s, n=500, seed=1) for s in ("BTCUSDT", "ETHUSDT")}
     for name in STRATEGIES:
-        res = run_backtest(name, bars)
-        _ = res.stats, res.trades, res.orders, res.drawdown
-        _ = run_backtest(name, multi, direction="both").stats
+        for data in (bars, multi):
+            for direction in ("longonly", "both"):
+                res = run_backtest(name, data, direction=direction)
+                _ = res.stats, res.trades, res.orders, res.drawdown
+    for name, params in FUSED_PARAMS.items():  # the sweeps' fused kernels, at each strategy's defaults
+        combo = pd.DataFrame([{p: STRATEGIES[name].defaults()[p] for p in params}])
+        evaluate_fused(name, bars, combo, checkpoints=np.array([999], dtype=np.int64))
+    warm_generic()  # the sweep kernel of every other strategy
     print(f"numba kernels ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ from spark_research._lazy import lazy_exports
 _EXPORTS = {
     "SweepSpec": "spec", "SpecError": "spec", "combinations": "spec",
     "Optimizer": "sweep", "SweepResult": "sweep", "SweepHandle": "sweep",
+    "LookaheadRefused": "sweep", "StrategyChangedWarning": "sweep", "evaluate_generic": "generic",
     "Scheduler": "scheduler", "Job": "scheduler", "JobStatus": "scheduler", "QueueFull": "scheduler",
     "JobFailed": "scheduler", "JobCancelled": "scheduler",
     "SweepStore": "store", "SweepNotFound": "store",

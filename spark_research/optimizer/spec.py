@@ -1,7 +1,11 @@
 """Sweep specifications: what to sweep, over which space, judged by which objective.
 
 A :class:`SweepSpec` is a plain, JSON-serialisable record (it is stored next to the results
-so a finished sweep can be reloaded and re-run). :func:`combinations` turns its space into
+so a finished sweep can be reloaded and re-run). Its ``strategy`` is any way of naming one
+(:mod:`spark_research.backtest.registry`): a registry name, ``"pkg.mod:Class"``,
+``"path/to/file.py:Class"`` or the class itself, also one defined in a notebook. The stored
+spec records the strategy's identity (how it was named and a hash of its code) in
+``strategy_id``, so a reloaded sweep says which code produced it. :func:`combinations` turns its space into
 a frame of parameter combinations, constraints applied.
 
 Space kinds:
@@ -24,16 +28,18 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from spark_research.backtest import STAT_FIELDS, ParameterError, get_strategy
+from spark_research.backtest.registry import StrategyError, StrategyIdentity, identify
 
 SPACES = ("grid", "random", "list", "tpe")
 PRIORITIES = ("high", "normal", "low")
+CHECKS = ("lookahead", None)
 
 
 class SpecError(ValueError):
@@ -44,7 +50,7 @@ class SpecError(ValueError):
 class SweepSpec:
     """One parameter sweep: strategy, symbols, space, objective, costs, who and how urgent."""
 
-    strategy: str
+    strategy: Any  #: registry name, "pkg.mod:Class", "path/file.py:Class" or a Strategy class
     symbols: list[str]
     space: str = "grid"  #: grid | random | list | tpe
     values: dict[str, list[float]] = field(default_factory=dict)  #: per-parameter values (grid/random/tpe)
@@ -63,16 +69,36 @@ class SweepSpec:
     user: str = "default"
     priority: str = "normal"  #: high | normal | low
     name: str = ""
+    #: run the lookahead check on a sample of the bars before any step ("lookahead"), or skip it (None)
+    check: str | None = "lookahead"
+    #: the strategy's identity when the spec was made (:class:`StrategyIdentity` as a dict); filled in
+    strategy_id: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.strategy_id is None:
+            self.strategy_id = {**identify(self.strategy).to_dict(), "params": list(get_strategy(self.strategy).params)}
+
+    @property
+    def identity(self) -> StrategyIdentity | None:
+        """The recorded :class:`StrategyIdentity` (how the strategy was named, its code hash)."""
+        return StrategyIdentity.from_dict(self.strategy_id) if self.strategy_id else None
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy's display name (its ``name``), also for a stored spec whose code is not here."""
+        if self.strategy_id:
+            return str(self.strategy_id.get("name"))
+        return get_strategy(self.strategy).name
 
     def validate(self) -> None:
         """Raise :class:`SpecError` naming the first invalid field and its value."""
         try:
             strat = get_strategy(self.strategy)
-        except KeyError as exc:
-            raise SpecError(f"strategy: {exc.args[0]}") from None
+        except StrategyError as exc:
+            raise SpecError(f"strategy: {exc}") from None
+        if self.check not in CHECKS:
+            raise SpecError(f"check must be one of {CHECKS}, got {self.check!r}")
         if isinstance(self.symbols, str):
             self.symbols = [self.symbols]
         if not self.symbols or not all(isinstance(s, str) and s for s in self.symbols):
@@ -111,24 +137,41 @@ class SweepSpec:
 
     @property
     def param_names(self) -> list[str]:
-        """The strategy's declared parameters, in declaration order."""
-        return list(get_strategy(self.strategy).params)
+        """The strategy's declared parameters, in declaration order (recorded ones for a stored spec)."""
+        try:
+            return list(get_strategy(self.strategy).params)
+        except StrategyError:
+            if self.strategy_id and "params" in self.strategy_id:
+                return list(self.strategy_id["params"])
+            raise
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (inverse of :meth:`from_dict`)."""
+        """A JSON-ready dict (inverse of :meth:`from_dict`); the strategy as its identity's ``ref``."""
         d = asdict(self)
+        if not isinstance(self.strategy, str):
+            d["strategy"] = (self.identity or identify(self.strategy)).ref
         d["values"] = {k: [_py(v) for v in vs] for k, vs in self.values.items()}
         d["combos"] = [{k: _py(v) for k, v in c.items()} for c in self.combos]
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SweepSpec":
-        """Build from :meth:`to_dict` output (unknown keys raise :class:`SpecError`)."""
+    def from_dict(cls, d: dict[str, Any], *, resolve: bool = True) -> "SweepSpec":
+        """Build from :meth:`to_dict` output (unknown keys raise :class:`SpecError`).
+
+        ``resolve=False`` builds it without finding the strategy (a stored sweep of a
+        notebook class, whose code is not in this process, still loads).
+        """
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise SpecError(f"unknown spec field(s) {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        if resolve:
+            return cls(**d)
+        obj = cls.__new__(cls)
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            setattr(obj, f.name, d.get(f.name, default))
+        return obj
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -196,7 +239,7 @@ def combinations(spec: SweepSpec) -> pd.DataFrame:
             pick = np.sort(rng.choice(len(df), size=spec.n_samples, replace=False))
             df = df.iloc[pick]
     if df.empty:
-        raise SpecError(f"no valid combination in the space of {spec.strategy}: values={spec.values!r}")
+        raise SpecError(f"no valid combination in the space of {spec.strategy_name}: values={spec.values!r}")
     return df.reset_index(drop=True)
 
 

@@ -2,8 +2,14 @@
 
 The fused numba kernels (:mod:`spark_research.optimizer.fused`) evaluate a step when the
 strategy has one, the engine options are ``run_backtest``'s defaults and the objective is
-one of :data:`FUSED_STATS`; otherwise the step loops ``run_backtest`` (every stat, any
-strategy class importable on the workers).
+one of :data:`FUSED_STATS`; any other strategy (the user's own) runs on the generic path
+(:mod:`spark_research.optimizer.generic`: the strategy's own signals, all combinations
+simulated in one numba kernel, every stat of ``run_backtest``). ``force_engine`` loops
+``run_backtest`` instead (the reference the other two are tested against).
+
+``strategy`` is anything the resolver takes, or a
+:class:`~spark_research.backtest.registry.StrategyPayload` (how a sweep ships a user's
+class to its workers: by import path or by value).
 
 Example::
 
@@ -22,18 +28,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest import STAT_FIELDS, get_strategy, run_backtest
+from spark_research.backtest import STAT_FIELDS, run_backtest
+from spark_research.backtest.registry import load_payload
+from spark_research.backtest.strategies import STRATEGIES
 from spark_research.optimizer.fused import FUSED_STATS, evaluate_fused, supports
 
 
-def uses_fused(strategy: str, objective: str) -> bool:
+def uses_fused(strategy, objective: str) -> bool:
     """True when a sweep of ``strategy`` judged by ``objective`` runs on a fused kernel."""
-    name = get_strategy(strategy).name
-    return supports(name) and objective in FUSED_STATS and get_strategy(name) is get_strategy(strategy)
+    cls = load_payload(strategy)
+    return supports(cls.name) and objective in FUSED_STATS and STRATEGIES.get(cls.name) is cls
 
 
 def evaluate_step(
-    strategy: str,
+    strategy,
     symbol: str,
     bars: pd.DataFrame,
     combos: pd.DataFrame,
@@ -53,18 +61,24 @@ def evaluate_step(
     ``ParameterError`` naming it, which fails the step (and its job).
     """
     t0 = time.perf_counter()
-    strat = get_strategy(strategy)
+    strat = load_payload(strategy)
     for combo in combos.to_dict("records"):
         strat.resolve(combo)  # raises ParameterError naming the bad combination
     values = None
-    if not force_engine and uses_fused(strategy, objective):
+    if not force_engine and uses_fused(strat, objective):
         res = evaluate_fused(strat.name, bars, combos, fees=fees, slippage=slippage, init_cash=init_cash,
                              checkpoints=checkpoints)
+        stats, values = res if checkpoints is not None else (res, None)
+    elif not force_engine:
+        from spark_research.optimizer.generic import evaluate_generic
+
+        res = evaluate_generic(strat, bars, combos, fees=fees, slippage=slippage, init_cash=init_cash,
+                               checkpoints=checkpoints)
         stats, values = res if checkpoints is not None else (res, None)
     else:
         rows, cols = [], []
         for combo in combos.to_dict("records"):
-            r = run_backtest(strategy, bars, combo, fees=fees, slippage=slippage, init_cash=init_cash)
+            r = run_backtest(strat, bars, combo, fees=fees, slippage=slippage, init_cash=init_cash)
             rows.append(r.stats)
             if checkpoints is not None:
                 cols.append(r.equity.to_numpy()[np.asarray(checkpoints, dtype=np.int64)])

@@ -83,7 +83,17 @@ class SweepStore:
         return d
 
     def load_spec(self, sweep_id: str) -> SweepSpec:
-        return SweepSpec.from_dict(json.loads((self._require(sweep_id) / "spec.json").read_text()))
+        """The stored spec; one whose strategy cannot be found here (a notebook class) loads unresolved."""
+        from spark_research.backtest.registry import StrategyError
+        from spark_research.optimizer.spec import SpecError
+
+        d = json.loads((self._require(sweep_id) / "spec.json").read_text())
+        try:
+            return SweepSpec.from_dict(d)
+        except (SpecError, StrategyError) as exc:
+            if not str(exc).startswith("strategy"):
+                raise
+            return SweepSpec.from_dict(d, resolve=False)
 
     def load_status(self, sweep_id: str) -> dict[str, Any]:
         p = self._require(sweep_id) / "status.json"
@@ -114,7 +124,7 @@ class SweepStore:
         rows = []
         for sid in self.ids():
             spec, st = self.load_spec(sid), self.load_status(sid)
-            rows.append({"id": sid, "strategy": spec.strategy, "symbols": ",".join(spec.symbols), "user": spec.user,
+            rows.append({"id": sid, "strategy": spec.strategy_name, "symbols": ",".join(spec.symbols), "user": spec.user,
                          "priority": spec.priority, "status": st.get("status"), "steps_done": st.get("steps_done"),
                          "steps_total": st.get("steps_total"), "created": st.get("created"),
                          "finished": st.get("finished")})

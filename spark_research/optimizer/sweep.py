@@ -16,17 +16,20 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest import BacktestResult, get_strategy, run_backtest, split_symbols
+from spark_research.backtest import BacktestResult, ParameterError, get_strategy, run_backtest, split_symbols
+from spark_research.backtest.registry import StrategyError, StrategyPayload, identify, probe_payload, to_payload
 from spark_research.optimizer.scheduler import Job, JobCancelled, JobFailed, JobStatus, Scheduler
 from spark_research.optimizer.spec import SpecError, SweepSpec, combinations, param_values
 from spark_research.optimizer.steps import evaluate_step, uses_fused
@@ -41,6 +44,24 @@ from spark_research.optimizer.store import SweepStore
 FUSED_STEP_WORK = 30_000_000
 #: Most combinations in one automatic step (bounds the step's result and checkpoint matrix).
 MAX_STEP_COMBOS = 1024
+#: Bar-combinations per step on the generic path (the strategy's own signal code runs once per
+#: combination, ~1-5 ms per 100k bars, then one kernel simulates the step): ~100-300 ms steps.
+GENERIC_STEP_WORK = 3_000_000
+#: Bars of the sweep's first symbol the pre-sweep lookahead check runs on (the most recent ones).
+CHECK_BARS = 5_000
+#: Seconds the pre-sweep check may spend per parameter set (the defaults and the sweep's first combination).
+CHECK_BUDGET_S = 1.0
+# checks already passed in this process: (code hash, params, bars fingerprint) -> report
+_CHECKED: dict[tuple, Any] = {}
+_CHECK_LOCK = threading.Lock()
+
+
+class StrategyChangedWarning(UserWarning):
+    """The strategy's code differs from the code that produced a stored sweep."""
+
+
+class LookaheadRefused(SpecError):
+    """The pre-sweep lookahead check found the strategy peeking at future bars; the message is its report."""
 
 
 def auto_step_size(spec: SweepSpec, n_bars: int, n_combos: int | None = None, workers: int = 1) -> int:
@@ -58,9 +79,8 @@ def auto_step_size(spec: SweepSpec, n_bars: int, n_combos: int | None = None, wo
     """
     if spec.step_size:
         return int(spec.step_size)
-    if not uses_fused(spec.strategy, spec.objective):
-        return 4
-    size = int(min(MAX_STEP_COMBOS, max(1, math.ceil(FUSED_STEP_WORK / max(n_bars, 1)))))
+    work = FUSED_STEP_WORK if uses_fused(spec.strategy, spec.objective) else GENERIC_STEP_WORK
+    size = int(min(MAX_STEP_COMBOS, max(1, math.ceil(work / max(n_bars, 1)))))
     if n_combos and workers > 1:
         steps = math.ceil(n_combos / size)
         steps = math.ceil(steps / workers) * workers
@@ -95,6 +115,13 @@ class SweepResult:
     spec: SweepSpec
     table: pd.DataFrame
     values: dict[str, np.ndarray] | None = field(default=None, repr=False)  #: {symbol: value at checkpoints x combos}
+    #: the pre-sweep check's outcome: {"kind": "lookahead", "passed": ..., "cuts": ...} or {"kind": None, "skipped": True}
+    check: dict[str, Any] | None = None
+
+    @property
+    def identity(self):
+        """Which code produced this sweep (:class:`~spark_research.backtest.registry.StrategyIdentity`)."""
+        return self.spec.identity
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -132,7 +159,11 @@ class SweepResult:
     def load(cls, sweep_id: str, store: SweepStore | None = None) -> "SweepResult":
         """Reload a stored sweep by id."""
         store = store or SweepStore()
-        return cls(id=sweep_id, spec=store.load_spec(sweep_id), table=store.load_results(sweep_id))
+        spec = store.load_spec(sweep_id)
+        result = cls(id=sweep_id, spec=spec, table=store.load_results(sweep_id),
+                     check=store.load_status(sweep_id).get("check"))
+        warn_if_changed(spec, f"sweep {sweep_id}")
+        return result
 
 
 class SweepHandle:
@@ -145,6 +176,7 @@ class SweepHandle:
         self.created = time.time()
         self.status: JobStatus = JobStatus.QUEUED
         self.error: str | None = None
+        self.check: dict[str, Any] | None = None
         self.persist = True
         self._result: SweepResult | None = None
         self._done = threading.Event()
@@ -167,10 +199,11 @@ class SweepHandle:
         if not status.final and any(j.status is JobStatus.RUNNING for j in self.jobs):
             status = JobStatus.RUNNING
         return {"id": self.id, "status": status.value, "user": self.spec.user, "priority": self.spec.priority,
-                "strategy": self.spec.strategy, "steps_done": done, "steps_total": total,
+                "strategy": self.spec.strategy_name, "steps_done": done, "steps_total": total,
                 "progress": round(done / total, 6) if total else 1.0, "eta_s": eta, "error": self.error,
                 "created": self.created, "started": started,
-                "finished": max((j.finished for j in self.jobs if j.finished), default=None) if self.status.final else None}
+                "finished": max((j.finished for j in self.jobs if j.finished), default=None) if self.status.final else None,
+                "check": self.check}
 
     def cancel(self) -> bool:
         """Cancel the sweep (pending steps dropped, running futures cancelled)."""
@@ -229,6 +262,7 @@ class Optimizer:
         self.bar_store = bar_store
         self.persist = persist
         self._handles: dict[str, SweepHandle] = {}
+        self._probed: set[tuple] = set()  # (strategy, code hash, workers) already loaded on every worker
         self._closed = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="optimizer-watch", daemon=True)
         self._watcher.start()
@@ -283,13 +317,17 @@ class Optimizer:
         ``persist=False`` keeps this sweep out of the store (default: the optimizer's setting).
         """
         spec.validate()
+        spec = refresh_identity(spec)
         sweep_id = sweep_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.store.path(sweep_id)  # validates the id
         frames = self._bars(spec, bars)
         n_bars = max(len(f) for f in frames.values())
+        payload = self._ship(spec)
+        check = pre_sweep_check(spec, frames, combos) if not _is_batch(combos, spec) else None
         if spec.space == "tpe" and combos is None:
             handle = SweepHandle(self, sweep_id, spec, total_steps=spec.n_samples * len(spec.symbols))
             handle.persist = self.persist if persist is None else persist
+            handle.check = check
             self._register(handle)
             threading.Thread(target=self._run_tpe, args=(handle, frames), daemon=True,
                              name=f"tpe-{sweep_id}").start()
@@ -303,15 +341,37 @@ class Optimizer:
             for part in chunk(combos, size):
                 kw = dict(objective=spec.objective, fees=spec.fees, slippage=spec.slippage,
                           init_cash=spec.init_cash, checkpoints=ck)
-                steps.append((evaluate_step, (spec.strategy, sym, data[sym], part), kw, len(part) * len(frames[sym])))
+                steps.append((evaluate_step, (payload, sym, data[sym], part), kw, len(part) * len(frames[sym])))
         handle = SweepHandle(self, sweep_id, spec, total_steps=len(steps))
         handle.persist = self.persist if persist is None else persist
+        handle.check = check
         job = self.scheduler.submit(steps, user=spec.user, priority=spec.priority, block=block, timeout=timeout,
                                     job_id=sweep_id)
         handle.jobs.append(job)
         self._register(handle)
         job.add_done_callback(lambda j: self._complete(handle, j))
         return handle
+
+    def _ship(self, spec: SweepSpec) -> StrategyPayload:
+        """The strategy as steps carry it; a user's strategy is first loaded on every worker.
+
+        A worker that cannot load it (a module missing there, a file class that does not
+        unpickle) fails the sweep here, before any step, with the worker and the error named.
+        """
+        payload = to_payload(spec.strategy)
+        if spec.identity is not None and spec.identity.kind == "shipped":
+            return payload
+        key = (payload.import_ref, payload.source_hash, tuple(sorted(self.client.scheduler_info()["workers"])))
+        if key in self._probed:
+            return payload
+        hashes = self.client.run(probe_payload, payload)  # raises the worker's StrategyLoadError
+        bad = {w: h for w, h in hashes.items() if h != payload.source_hash}
+        if bad:
+            raise StrategyError(f"strategy {payload.ref!r}: worker(s) {sorted(bad)} load different code "
+                                f"(code hash {sorted(set(bad.values()))} vs {payload.source_hash} here); "
+                                f"install the same version of its package on every worker")
+        self._probed.add(key)
+        return payload
 
     def run(self, spec: SweepSpec, bars=None, *, progress: bool = True, timeout: float | None = None,
             **kwargs: Any) -> SweepResult:
@@ -374,7 +434,7 @@ class Optimizer:
                 values = None
                 if parts and parts[0]["values"] is not None:
                     values = _stack_values(parts, handle.spec.symbols)
-                result = SweepResult(handle.id, handle.spec, table, values)
+                result = SweepResult(handle.id, handle.spec, table, values, check=handle.check)
                 if handle.persist:
                     self.store.save_results(handle.id, handle.spec, table)
             except Exception as exc:  # storing failed: the sweep failed
@@ -408,7 +468,7 @@ class Optimizer:
                     asked += 1
                 if not rows:
                     continue
-                sub = SweepSpec.from_dict({**spec.to_dict(), "space": "list", "combos": rows})
+                sub = dataclasses.replace(spec, space="list", combos=rows, check=None)
                 h = self.submit(sub, frames, block=True, sweep_id=f"{handle.id}-b{batch_no}", persist=False,
                                 combos=pd.DataFrame(rows, columns=list(strat.params)))
                 with handle._lock:
@@ -432,7 +492,7 @@ class Optimizer:
             table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
             if handle.persist:
                 self.store.save_results(handle.id, spec, table)
-            handle._finish(JobStatus.COMPLETED, result=SweepResult(handle.id, spec, table))
+            handle._finish(JobStatus.COMPLETED, result=SweepResult(handle.id, spec, table, check=handle.check))
         except JobCancelled:
             handle._finish(JobStatus.CANCELLED)
         except Exception as exc:
@@ -452,6 +512,87 @@ class Optimizer:
 
 def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
+
+
+def refresh_identity(spec: SweepSpec) -> SweepSpec:
+    """``spec`` recording the strategy's current code; warns when it differs from the recorded code."""
+    current = identify(spec.strategy).to_dict()
+    current["params"] = list(get_strategy(spec.strategy).params)
+    if spec.strategy_id is not None and spec.strategy_id.get("source_hash") != current["source_hash"]:
+        warn_if_changed(spec, "this sweep spec")
+    spec.strategy_id = current
+    return spec
+
+
+def warn_if_changed(spec: SweepSpec, what: str) -> bool:
+    """Warn (:class:`StrategyChangedWarning`) when the strategy's code differs from what ``spec`` recorded."""
+    recorded = spec.identity
+    if recorded is None or not recorded.source_hash:
+        return False
+    try:
+        current = identify(spec.strategy if not isinstance(spec.strategy, str) else recorded.ref)
+    except StrategyError:
+        return False  # the code is not here (a notebook class): nothing to compare
+    if current.source_hash == recorded.source_hash:
+        return False
+    warnings.warn(f"{what} was produced by strategy {recorded.ref!r} with code {recorded.source_hash}; "
+                  f"its code is now {current.source_hash}: re-running gives other results",
+                  StrategyChangedWarning, stacklevel=3)
+    return True
+
+
+def _is_batch(combos: pd.DataFrame | None, spec: SweepSpec) -> bool:
+    # walk-forward windows and TPE batches pass explicit combos; their parent sweep ran the check
+    return combos is not None and spec.check is None
+
+
+def pre_sweep_check(spec: SweepSpec, frames: Mapping[str, pd.DataFrame],
+                    combos: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Run ``spec.check`` once before any step; raises :class:`LookaheadRefused` for a leaky strategy.
+
+    The lookahead check runs on the last :data:`CHECK_BARS` bars of the first symbol, with the
+    strategy's defaults and the sweep's first combination (parameters change which bars
+    signal, and so where leaks show), within :data:`CHECK_BUDGET_S` each. A check that passed
+    for the same code, parameters and bars is not run again in this process.
+    """
+    if spec.check is None:
+        return {"kind": None, "skipped": True}
+    from spark_research.backtest.lookahead import check_lookahead
+
+    strat = get_strategy(spec.strategy)
+    frame = frames[spec.symbols[0]].iloc[-CHECK_BARS:]
+    trial = [strat.defaults()]
+    if spec.space != "tpe":
+        rows = (combinations(spec) if combos is None else combos).to_dict("records")
+        trial += rows[:1]
+    bars_key = (len(frame), str(frame.index[0]), str(frame.index[-1]),
+                int(pd.util.hash_pandas_object(frame["close"], index=False).sum()))
+    seen, cuts, by_kind = [], 0, {}
+    for params in trial:
+        params = {k: _py(v) for k, v in params.items()}
+        try:
+            strat.resolve(params)
+        except ParameterError:
+            continue  # an invalid combination fails its step, with its own message
+        if params in seen:
+            continue
+        seen.append(params)
+        key = (identify(strat).source_hash, tuple(sorted(params.items())), bars_key)
+        report = _CHECKED.get(key)
+        if report is None:
+            report = check_lookahead(strat, frame, params, budget_s=CHECK_BUDGET_S, max_signal_cuts=32)
+            with _CHECK_LOCK:
+                _CHECKED[key] = report
+                while len(_CHECKED) > 256:
+                    _CHECKED.pop(next(iter(_CHECKED)))
+        cuts += report.cuts
+        for kind, n in report.cuts_by_kind.items():
+            by_kind[kind] = by_kind.get(kind, 0) + n
+        if not report.passed:
+            raise LookaheadRefused(f"strategy {spec.strategy_name!r} refused: the lookahead check found it using "
+                                   f"future bars (pass check=None to skip the check):\n{report}")
+    return {"kind": "lookahead", "passed": True, "cuts": cuts, "cuts_by_kind": by_kind, "bars": len(frame),
+            "params_checked": len(seen)}
 
 
 def _stack_values(parts: list[dict], symbols: list[str]) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -29,7 +30,7 @@ import pandas as pd
 from spark_research.backtest import run_backtest
 from spark_research.optimizer.overfitting import PBOResult, dsr_of_best, pbo_cscv, period_returns
 from spark_research.optimizer.spec import SpecError, SweepSpec, combinations
-from spark_research.optimizer.sweep import Optimizer, rank
+from spark_research.optimizer.sweep import Optimizer, pre_sweep_check, rank
 
 
 def wf_windows(n_bars: int, *, is_bars: int, oos_bars: int, anchored: bool = False) -> list[tuple[int, int, int, int]]:
@@ -57,6 +58,7 @@ class WalkForwardResult:
     pbo: PBOResult
     dsr: dict[str, float]
     full_sweep: pd.DataFrame = field(repr=False)  #: the whole-sample sweep used for PBO and DSR
+    check: dict[str, Any] | None = None  #: the lookahead check run before the first window (or skipped)
 
     def report(self) -> dict[str, Any]:
         """Headline numbers: mean IS vs OOS objective, PBO, deflated Sharpe ratio."""
@@ -114,6 +116,8 @@ def walk_forward(
     if n_periods < cscv_splits:
         raise ValueError(f"n_periods ({n_periods}) must be >= cscv_splits ({cscv_splits})")
     combos = combinations(spec)
+    check = pre_sweep_check(spec, {sym: frame}, combos)  # once for the whole walk-forward
+    user_spec, spec = spec, dataclasses.replace(spec, check=None)
     handles = [optimizer.submit(spec, {sym: frame.iloc[a:b]}, block=True, combos=combos, persist=False,
                                 sweep_id=f"wf-{i}-{np.random.default_rng().integers(1 << 40):x}")
                for i, (a, b, _, _) in enumerate(wins)]
@@ -139,7 +143,7 @@ def walk_forward(
     full_res = full.result(timeout)
     values = full_res.values[sym]
     rets = period_returns(values, spec.init_cash)
-    return WalkForwardResult(spec=spec, windows=pd.DataFrame(rows), oos_equity=pd.concat(segments).rename("oos_equity"),
+    return WalkForwardResult(spec=user_spec, check=check, windows=pd.DataFrame(rows), oos_equity=pd.concat(segments).rename("oos_equity"),
                              pbo=pbo_cscv(rets, n_splits=cscv_splits), dsr=dsr_of_best(rets), full_sweep=full_res.table)
 
 

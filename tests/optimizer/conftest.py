@@ -17,6 +17,9 @@ def _warm_worker() -> bool:
     evaluate_fused("sma_cross", bars, pd.DataFrame({"fast": [5], "slow": [20]}))
     evaluate_fused("rsi_reversion", bars, pd.DataFrame({"window": [14], "lower": [30], "upper": [70]}))
     evaluate_fused("donchian_breakout", bars, pd.DataFrame({"window": [20], "exit_window": [10]}))
+    from spark_research.optimizer.generic import warm_generic
+
+    warm_generic()
     from spark_research.backtest import run_backtest
 
     res = run_backtest("sma_cross", bars, {"fast": 5, "slow": 20})
