@@ -9,8 +9,13 @@
 4. Queue wait (enqueue -> submission to Dask) with 2 workers: several analysts submitting
    small sweeps at random times (P50/P95), and the first-step wait of a small sweep submitted
    while a big sweep of another user saturates the cluster (fairness at work).
+5. A user's own strategy (no fused kernel), 500+ combinations on 100k bars, one process: the
+   generic path (``evaluate_generic``: the strategy's signals, one numba kernel) vs a loop of
+   ``run_backtest`` vs plain vectorbt's broadcast sweep (one ``Portfolio.from_signals`` over
+   all combinations as columns); every stat must agree to 1e-9 (exit 1 if not).
 
-Prints medians and ratios; never asserts on wall time. ``python bench/optimizer.py [--quick]``.
+Prints medians and ratios; never asserts on wall time.
+``python bench/optimizer.py [--quick] [--user-strategy-only]``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import pandas as pd  # noqa: E402
 from backtesting import Strategy as _BtStrategy  # noqa: E402
 from backtesting.lib import crossover  # noqa: E402
 from _timing import median_time  # noqa: E402
+
+from spark_research.backtest.strategy import Param, Signals, Strategy  # noqa: E402
 
 
 def plain_vectorbt(strategy: str, bars: pd.DataFrame, combos: pd.DataFrame, fees: float, slippage: float) -> np.ndarray:
@@ -166,11 +173,178 @@ def queue_waits(spec_big, bars, rng: np.random.Generator, n_small: int) -> tuple
         close_client(client)
 
 
+class BollingerReversion(Strategy):
+    """Buy a close that falls below the lower Bollinger band; sell when it is back above the mean.
+
+    Written the way a user writes a strategy (pandas on the bars); it has no fused kernel.
+    """
+
+    window = Param(20, low=5, high=400)
+    k = Param(2.0, low=0.5, high=4.0, step=0.25)
+
+    def signals(self, bars, window, k):
+        close = bars["close"]
+        mean = close.rolling(int(window)).mean()
+        lower = mean - k * close.rolling(int(window)).std()
+        below, above = close < lower, close > mean
+        return Signals(entries=below & ~below.shift(1, fill_value=False),
+                       exits=above & ~above.shift(1, fill_value=False))
+
+
+def plain_vectorbt_sweep(strategy: type[Strategy], bars: pd.DataFrame, combos: pd.DataFrame, fees: float,
+                         slippage: float) -> pd.DataFrame:
+    """Plain vectorbt on a user strategy: its signals for every combination as columns, one Portfolio."""
+    import vectorbt as vbt
+
+    frame = bars.set_index("timestamp")
+    frame.index = frame.index.tz_localize(None)  # naive UTC, as plain_vectorbt (vectorbt is slow on tz-aware)
+    strat = strategy()
+    sigs = [strat.signals(frame, **c) for c in combos.to_dict("records")]
+    cols = pd.RangeIndex(len(sigs))
+    entries = pd.concat([s.entries for s in sigs], axis=1, keys=cols).shift(1, fill_value=False).astype(bool)
+    exits = pd.concat([s.exits for s in sigs], axis=1, keys=cols).shift(1, fill_value=False).astype(bool)
+    price = pd.concat([frame["open"]] * len(sigs), axis=1, keys=cols)  # next-open fills, as run_backtest
+    pf = vbt.Portfolio.from_signals(frame["close"], entries, exits, price=price, fees=fees, slippage=slippage,
+                                    size=np.inf, init_cash=10_000.0, direction="longonly", freq="1min")
+    trades = pf.trades
+    return pd.DataFrame({
+        "total_return": pf.total_return().to_numpy(), "cagr": pf.annualized_return().to_numpy(),
+        "sharpe": pf.sharpe_ratio().to_numpy(), "sortino": pf.sortino_ratio().to_numpy(),
+        "max_drawdown": pf.max_drawdown().to_numpy(), "win_rate": trades.win_rate().to_numpy(),
+        "trades": trades.count().to_numpy(), "final_equity": pf.final_value().to_numpy(),
+    })
+
+
+def _max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest relative difference; NaN/inf must sit in the same places (else inf)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    special = ~np.isfinite(a) | ~np.isfinite(b)
+    if not np.array_equal(a[special], b[special], equal_nan=True):
+        return np.inf
+    a, b = a[~special], b[~special]
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-300)
+    return float(np.max(np.abs(a - b) / scale, initial=0.0))
+
+
+def _spread(times: list[float]) -> str:
+    return f"median {np.median(times):7.2f}s [min {min(times):.2f}, max {max(times):.2f}]"
+
+
+def user_strategy_section(args) -> bool:
+    """5) A user strategy through the generic path vs a run_backtest loop vs plain vectorbt.
+
+    One process (= one optimizer worker). The three contenders run round-robin, ``repeat``
+    times, so a busy minute on a shared machine hits each of them. Returns True when the
+    generic path's stats equal plain vectorbt's and run_backtest's to 1e-9.
+    """
+    from spark_research.backtest import STAT_FIELDS, run_backtest
+    from spark_research.backtest.engine import to_frame
+    from spark_research.data import generate_bars
+    from spark_research.optimizer.generic import evaluate_generic, pack_signals, warm_generic
+
+    n_bars = 20_000 if args.quick else args.bars
+    windows = range(10, 110, 10) if args.quick else range(8, 408, 8)  # 10 / 50 windows
+    ks = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5) if args.quick else (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.5)
+    combos = pd.DataFrame([{"window": w, "k": k} for w in windows for k in ks])
+    n, n_loop, repeat = len(combos), (6 if args.quick else 20), 5
+    loop_combos = combos.sample(n_loop, random_state=0).sort_index()
+    bars = generate_bars("BTCUSDT", n=n_bars, seed=7)
+    fees, slip = 0.001, 0.0005
+    print(f"\n5) user strategy (generic path): {BollingerReversion.__name__}(window, k), {n} combos on "
+          f"{n_bars:,} bars, one process, {repeat} runs round-robin")
+
+    warm_generic()  # numba: load the kernel outside the timing (run_backtest/vectorbt warm below)
+    run_backtest(BollingerReversion, bars, combos.iloc[0].to_dict()).stats
+    plain_vectorbt_sweep(BollingerReversion, bars, combos.head(2), fees, slip)
+
+    def loop() -> list[dict]:
+        return [run_backtest(BollingerReversion, bars, c, fees=fees, slippage=slip).stats
+                for c in loop_combos.to_dict("records")]
+
+    from spark_research.optimizer import Optimizer, SweepSpec
+
+    # the user's class travels to the worker by value (it lives in this script's __main__)
+    opt = Optimizer(n_workers=1, persist=False)
+    spec = SweepSpec(strategy=BollingerReversion, symbols=["BTCUSDT"], fees=fees, slippage=slip,
+                     values={"window": list(windows), "k": list(ks)})
+    frame_bars = {"BTCUSDT": bars.set_index("timestamp").drop(columns="symbol")}
+    opt.run(spec, frame_bars, progress=False)  # the worker loads the kernel and the class once
+
+    def through_optimizer() -> pd.DataFrame:
+        table = opt.run(spec, frame_bars, progress=False).table
+        return combos.merge(table, on=["window", "k"], how="left")
+
+    contenders = {
+        "optimizer": through_optimizer,
+        "generic": lambda: evaluate_generic(BollingerReversion, bars, combos, fees=fees, slippage=slip),
+        "loop": loop,
+        "vectorbt": lambda: plain_vectorbt_sweep(BollingerReversion, bars, combos, fees, slip),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, object] = {}
+    for _ in range(repeat):
+        for name, fn in contenders.items():
+            t, results[name] = median_time(fn, 1)
+            times[name].append(t)
+
+    opt.close()
+    generic, peer = results["generic"], results["vectorbt"]
+    diff_opt = max(_max_rel_diff(results["optimizer"][s].to_numpy(dtype=float), generic[s].to_numpy(dtype=float))
+                   for s in STAT_FIELDS)
+    loop_stats = pd.DataFrame(results["loop"], index=loop_combos.index)
+    diff_peer = {s: _max_rel_diff(generic[s].to_numpy(), peer[s].to_numpy()) for s in STAT_FIELDS}
+    diff_loop = max(_max_rel_diff(generic.loc[loop_combos.index, s].to_numpy(), loop_stats[s].to_numpy())
+                    for s in STAT_FIELDS)
+    ok = (diff_peer["total_return"] <= 1e-9 and max(diff_peer.values()) <= 1e-9 and diff_loop <= 1e-9
+          and diff_opt <= 1e-12)
+
+    rate = {name: [(n_loop if name == "loop" else n) / t for t in ts] for name, ts in times.items()}
+    med = {name: float(np.median(r)) for name, r in rate.items()}
+    loop_label = f"run_backtest loop ({n_loop} of {n} combos)*"
+    for name, label in (("optimizer", "optimizer, 1 Dask worker (check on)"),
+                        ("generic", "generic path (evaluate_generic)"), ("loop", loop_label),
+                        ("vectorbt", "plain vectorbt broadcast sweep")):
+        print(f"   {label:38s} {_spread(times[name])}  {med[name]:8.1f} combos/s")
+    print(f"   * the loop times {n_loop} combinations; its combos/s is extrapolated per combination")
+    by_run = [v / g for v, g in zip(times["vectorbt"], times["optimizer"])]
+    print(f"   optimizer / vectorbt {np.median(by_run):6.1f}x [min {min(by_run):.1f}, max {max(by_run):.1f}] "
+          f"(target >= 5x on one worker)")
+    by_run = [v / g for v, g in zip(times["vectorbt"], times["generic"])]
+    print(f"   generic / vectorbt   {np.median(by_run):6.1f}x [min {min(by_run):.1f}, max {max(by_run):.1f}] "
+          f"(in-process, no Dask)")
+    by_run = [rg / rl for rg, rl in zip(rate["generic"], rate["loop"])]
+    print(f"   generic / run_backtest loop {np.median(by_run):6.1f}x [min {min(by_run):.1f}, max {max(by_run):.1f}]")
+    print(f"   agreement: max rel diff vs vectorbt {max(diff_peer.values()):.1e} (total_return "
+          f"{diff_peer['total_return']:.1e}), vs run_backtest {diff_loop:.1e}, optimizer vs in-process {diff_opt:.1e}")
+
+    # where the generic path's time goes: the strategy's own code, packing its signals, the kernel
+    # (the pieces timed back to back, min of 5 runs each: the cleanest estimate on a shared machine)
+    frame = to_frame(bars)
+    records = combos.to_dict("records")
+    pieces = {
+        "user": lambda: [BollingerReversion().signals(frame, **c) for c in records],
+        "pack": lambda: pack_signals(BollingerReversion, frame, combos),
+        "all": lambda: evaluate_generic(BollingerReversion, bars, combos, fees=fees, slippage=slip),
+    }
+    runs = [{name: median_time(fn, 1)[0] for name, fn in pieces.items()} for _ in range(repeat)]
+    best = {name: min(r[name] for r in runs) for name in pieces}
+    per_combo = len(pack_signals(BollingerReversion, frame, combos).idx) / n
+    print(f"   generic time: strategy signals (user code) {best['user']:.2f}s, packing them "
+          f"{best['pack'] - best['user']:+.2f}s ({per_combo:.0f} signal bars per combination), "
+          f"kernel (simulation + stats) {best['all'] - best['pack']:+.2f}s, total {best['all']:.2f}s (min of {repeat} runs)")
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bars", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="smaller everything (a smoke run)")
+    ap.add_argument("--user-strategy-only", action="store_true", help="run section 5 only")
     args = ap.parse_args()
+    if args.user_strategy_only:
+        ok = user_strategy_section(args)
+        print("\nresults agree" if ok else "\nRESULTS DISAGREE")
+        return 0 if ok else 1
     from spark_research.data import generate_bars
     from spark_research.optimizer.fused import evaluate_fused
     from spark_research.optimizer.spec import SweepSpec, combinations
@@ -238,6 +412,9 @@ def main() -> int:
           f"P50 {p(interactive, 50):.1f} ms, P95 {p(interactive, 95):.1f} ms")
     print(f"   first step of a small sweep while another user's {n:,}-combo sweep saturates the cluster: "
           f"P50 {p(first, 50):.1f} ms, P95 {p(first, 95):.1f} ms")
+
+    # 5. a user strategy through the generic path
+    ok &= user_strategy_section(args)
     print("\nresults agree" if ok else "\nRESULTS DISAGREE")
     return 0 if ok else 1
 
