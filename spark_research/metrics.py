@@ -82,6 +82,12 @@ WS_DUPLICATES = Counter("ws_duplicates", "Duplicate messages dropped.", ["exchan
 WS_BUFFER_SHED = Counter("ws_buffer_shed", "Live trades not buffered because the reorder buffer was full "
                          "(REST backfill down); fetched over REST once it is back.", ["exchange", "symbol"])
 WS_RECONNECTS = Counter("ws_reconnects", "Reconnect attempts after a dropped or refused connection.", ["exchange"])
+# the ingest process's bar channel to the other processes (spark_research.streams.service)
+STREAM_CHANNEL_BARS = Counter("stream_channel_bars", "Closed bars published on the ingest's bar channel.")
+STREAM_CHANNEL_DROPPED = Counter("stream_channel_dropped", "Bars a slow channel subscriber lost (its bounded "
+                                 "queue was full: back-pressure never blocks the ingest).", ["subscriber"])
+STREAM_CHANNEL_QUEUE_DEPTH = Gauge("stream_channel_queue_depth", "Bars waiting in a channel subscriber's queue.",
+                                   ["subscriber"])
 
 # --- gates ------------------------------------------------------------------------------
 DRIFT_PRICE_ABS = Gauge(
@@ -142,13 +148,65 @@ def serve_metrics(port: int, addr: str = "127.0.0.1") -> tuple[WSGIServer, threa
     return start_http_server(port, addr=addr)
 
 
+#: Other processes whose metrics this process's ``/metrics`` relays: (their /metrics URL, families they own).
+_RELAYS: dict[str, tuple[str, ...]] = {}
+
+
+def relay(url: str, prefixes: tuple[str, ...]) -> None:
+    """Serve the metric families named by ``prefixes`` from the process at ``url`` in this process's ``/metrics``.
+
+    ``spark serve`` runs the ingest in a process of its own; Prometheus scrapes one target,
+    the web server, whose ``/metrics`` carries the ingest's families from the ingest (and
+    not this process's idle copies of them), so every series reaches Prometheus exactly once.
+    """
+    _RELAYS[url] = tuple(prefixes)
+
+
+def clear_relays() -> None:
+    _RELAYS.clear()
+
+
+def families(text: str) -> list[tuple[str, str]]:
+    """``[(family name, its block of the text exposition)]`` in order (a block starts at ``# HELP``)."""
+    out: list[tuple[str, list[str]]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP ") or not out:
+            name = line.split(" ", 3)[2] if line.startswith("# HELP ") else ""
+            out.append((name, []))
+        out[-1][1].append(line)
+    return [(name, "".join(lines)) for name, lines in out]
+
+
+def merge(own: str, relayed: dict[str, str | None]) -> str:
+    """This process's exposition without the relayed families, plus those families from their owners."""
+    owned = tuple(p for url in relayed for p in _RELAYS.get(url, ()))
+    parts = [block for name, block in families(own) if not (owned and name.startswith(owned))]
+    for url, text in relayed.items():
+        if text is None:
+            continue  # the owner is restarting: its series are absent from this scrape, never stale copies
+        parts += [block for name, block in families(text) if name.startswith(_RELAYS[url])]
+    return "".join(parts)
+
+
 def tornado_handler():
-    """A Tornado ``RequestHandler`` class serving ``/metrics`` (for ``panel serve`` extra patterns)."""
+    """A Tornado ``RequestHandler`` class serving ``/metrics`` (for ``panel serve`` extra patterns),
+    with the families of :func:`relay`\ ed processes fetched from them (asynchronously, 1 s timeout)."""
+    from tornado.httpclient import AsyncHTTPClient
     from tornado.web import RequestHandler
 
     class MetricsHandler(RequestHandler):
-        def get(self) -> None:
+        async def get(self) -> None:
             body, ctype = render()
+            if _RELAYS:
+                client = AsyncHTTPClient()
+                relayed: dict[str, str | None] = {}
+                for url in list(_RELAYS):
+                    try:
+                        resp = await client.fetch(url, request_timeout=1.0, connect_timeout=0.5)
+                        relayed[url] = resp.body.decode()
+                    except Exception:
+                        relayed[url] = None
+                body = merge(body.decode(), relayed).encode()
             self.set_header("Content-Type", ctype)
             self.write(body)
 

@@ -130,6 +130,7 @@ class Platform:
         if not config.prometheus:
             self.states["prometheus"].state = "disabled"
         self.pipeline = None
+        self.ingest = None  #: the supervised ingest process (platform.supervisor.Supervised)
         self.book = None
         self.live_session = None
         self.exports = None
@@ -242,17 +243,37 @@ class Platform:
         else:
             overall = "starting"
         return {"status": overall, "pid": os.getpid(), "uptime_s": round(time.monotonic() - self.t0, 2),
-                "components": out, "exercise": self.exercise_report}
+                "components": out, "processes": self.processes(), "exercise": self.exercise_report}
+
+    def processes(self) -> dict[str, Any]:
+        """Every process of the platform: pid, state, restarts, uptime (``/health``'s ``processes``)."""
+        procs: dict[str, Any] = {"web": {"pid": os.getpid(), "state": "up", "restarts": 0,
+                                         "uptime_s": round(time.monotonic() - self.t0, 1),
+                                         "runs": ["web server and apps", "gates", "exports", "dask client"]}}
+        if self.ingest is not None:
+            procs["ingest"] = {**self.ingest.info(), "runs": ["replay exchange", "ingest", "bar channel"]}
+        if self.optimizer is not None:
+            try:
+                pids = self.optimizer.client.run(os.getpid, nanny=False)
+                for i, (addr, pid) in enumerate(sorted(pids.items())):
+                    procs[f"dask-worker-{i}"] = {"pid": pid, "state": "up", "address": addr}
+            except Exception as exc:
+                procs["dask-workers"] = {"state": "down", "error": f"{type(exc).__name__}: {exc}"}
+        return procs
 
     def _probe(self, name: str) -> tuple[bool, dict[str, Any]]:
         if name == "streams":
+            proc = self.ingest.info()
+            if proc["state"] != "up":
+                return False, {"process": proc}
             snap = self.pipeline.snapshot()
             ing = snap["ingest"]
             return ing["state"].get("trade") == "connected" or ing["state"].get("trade") == "resyncing", {
                 "ws_url": self.pipeline.exchange.ws_url, "last_id": ing["last_id"],
-                "last_price": ing["last_price"], "connection": ing["state"]}
+                "last_price": ing["last_price"], "connection": ing["state"], "process": proc}
         if name == "archive":
-            return not self._stop.is_set(), {"bars_archived_until": self._archived_until}
+            return not self._stop.is_set(), {"bars_archived_until": self._archived_until,
+                                             "channel_reconnects": self.pipeline.channel_reconnects}
         if name == "gates":
             return True, {"gates": {g.name: g.snapshot()["state"] for g in self.book}}
         if name == "exports":
@@ -294,22 +315,49 @@ class Platform:
                 os.environ[var] = str(value)
             elif default is not None:
                 os.environ.setdefault(var, default)
-        from spark_research.views.streams import shared_pipeline
+        import sys
 
-        self.pipeline = shared_pipeline()
+        from spark_research.platform.supervisor import Supervised
+        from spark_research.streams.remote import RemoteStream
+        from spark_research.views.streams import use_pipeline
+
+        var = self.config.var_dir
+        # Ports fixed for the life of spark serve: a restarted ingest answers on the same URLs
+        # (the live session's order entry, the web server's relay of its metrics).
+        port, exchange_port = _free_port(), _free_port()
+        argv = [sys.executable, "-m", "spark_research.streams.service",
+                "--symbol", os.environ["SPARK_STREAM_SYMBOL"], "--rate", os.environ["SPARK_STREAM_RATE"],
+                "--faults", os.environ.get("SPARK_STREAM_FAULTS", ""), "--orders", os.environ["SPARK_STREAM_ORDERS"],
+                "--tape", os.environ.get("SPARK_STREAM_TAPE", "500000"), "--root", str(var / "ingest"),
+                "--port", str(port), "--exchange-port", str(exchange_port),
+                "--state-file", str(var / "run" / "ingest.json")]
+        (var / "log").mkdir(parents=True, exist_ok=True)
+        self.ingest = Supervised("ingest", argv, state_file=var / "run" / "ingest.json",
+                                 log_file=var / "log" / "ingest.log").start()
+        self.pipeline = RemoteStream(f"http://127.0.0.1:{port}")
+        metrics.relay(f"http://127.0.0.1:{port}/metrics", OWNED_BY_INGEST)
+        use_pipeline(self.pipeline)  # the stream monitor app watches the ingest process
         self._spawn("archive", self._start_archive)
         return {"ws_url": self.pipeline.exchange.ws_url, "rest_url": self.pipeline.exchange.rest_url,
-                "orders": os.environ["SPARK_STREAM_ORDERS"]}
+                "orders": os.environ["SPARK_STREAM_ORDERS"], "ingest_url": self.pipeline.base_url}
 
     def _stop_streams(self) -> None:
-        if self.pipeline is not None and self.pipeline.client is not None:
+        if self.pipeline is not None:
             self.pipeline.stop()
+        if self.ingest is not None:
+            self.ingest.stop()  # SIGTERM: the ingest flushes its journal and archives its last bars
 
     # ------------------------------------------------------------------ archive
     def _start_archive(self) -> dict[str, Any]:
+        from collections import deque
+
         from spark_research.data import BarStore
 
         self.bar_store = BarStore(self.config.var_dir / "live_store")
+        self._bars_1s: deque = deque(maxlen=600)
+        # fed by the ingest process's bar channel (it resumes after the last bar seen, so a restarted
+        # ingest neither skips nor repeats a kept bar)
+        self.pipeline.on_bar(lambda bar: bar.interval == "1s" and self._bars_1s.append(bar))
         threading.Thread(target=self._archive_loop, name="bar-archive", daemon=True).start()
         return {"store": str(self.bar_store.root)}
 
@@ -327,7 +375,7 @@ class Platform:
         import pandas as pd
 
         with self._lock:
-            bars = [b for b in list(self.pipeline.bars_1s) if b.start_us > self._archived_until]
+            bars = [b for b in list(self._bars_1s) if b.start_us > self._archived_until]
             if not bars:
                 return 0
             df = pd.DataFrame([b.as_row() for b in bars])
@@ -343,7 +391,7 @@ class Platform:
         self.book, _ = shared_desk()  # the same book the gate control app's sessions share
         # The live paper engine needs the stream; attach it when the stream is up.
         deadline = time.monotonic() + 60
-        while self.pipeline is None or self.pipeline.client is None:
+        while self.pipeline is None:
             if self.states["streams"].state == "failed" or time.monotonic() > deadline or self._stop.is_set():
                 return {"gates": len(list(self.book)), "live_session": None}
             time.sleep(0.05)
@@ -470,6 +518,18 @@ def preload(modules: tuple[str, ...]) -> None:
             if exc.name != name:
                 raise
             log.warning("preload: %s not found, skipped", name)
+
+
+#: Metric families the ingest process owns: the web server's /metrics relays them from it.
+OWNED_BY_INGEST = ("ws_", "ingest_latency_ms", "stream_channel_")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _loopback(host: str) -> str:

@@ -36,10 +36,11 @@ class StreamPipeline:
 
     def __init__(self, symbol: str = "BTCUSDT", rate: float = 200.0, n: int = 500_000, seed: int = 42,
                  faults: Faults | None = None, root: str | Path | None = None, keep_bars: int = 600,
-                 orders: OrderConfig | None = None, **ingest_options):
+                 orders: OrderConfig | None = None, exchange_port: int = 0, **ingest_options):
         self.symbol = symbol.upper()
         self.rate, self.n, self.seed, self.faults = rate, n, seed, faults or Faults()
         self.orders = orders or OrderConfig()
+        self.exchange_port = exchange_port  # 0: any free port
         self.config = IngestConfig(symbol=self.symbol, root=root, **ingest_options)
         self.exchange: ReplayExchange | None = None
         self.client: IngestClient | None = None
@@ -52,7 +53,7 @@ class StreamPipeline:
         first = (last or 0) + 1
         tape = generate_trades(self.symbol, n=self.n, seed=self.seed + first, first_seq=first)
         self.exchange = ReplayExchange(tape, rate=self.rate, faults=self.faults, seed=self.seed,
-                                       orders=self.orders).start()
+                                       orders=self.orders, port=self.exchange_port).start()
         cfg = IngestConfig(**{**self.config.__dict__, "ws_url": self.exchange.ws_url,
                               "rest_url": self.exchange.rest_url, "from_id": first})
         self.client = IngestClient(cfg)

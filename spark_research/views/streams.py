@@ -43,9 +43,33 @@ _LOCK = threading.Lock()
 _SHARED = None
 
 
+class _PlatformStream:
+    """Under ``spark serve``: the ingest process's stream, once the platform has it (never a second
+    ingest in the web process: it would write the same journal)."""
+
+    def __init__(self, platform) -> None:
+        self.platform = platform
+
+    def snapshot(self) -> dict:
+        pipeline = self.platform.pipeline
+        if pipeline is None:
+            raise StreamStarting("the live stream is starting (see /health)")
+        return pipeline.snapshot()
+
+
+class StreamStarting(RuntimeError):
+    """The platform's ingest process is not up yet (or is being restarted)."""
+
+
 def shared_pipeline():
-    """The process-wide replay + ingest pipeline, started on first call (knobs from ``SPARK_STREAM_*``)."""
+    """The stream every monitor of this process watches: ``spark serve``'s ingest process, else a
+    process-wide replay + ingest pipeline started on first call (knobs from ``SPARK_STREAM_*``)."""
     global _SHARED
+    from spark_research.platform import runtime
+
+    platform = runtime.current()
+    if platform is not None and _SHARED is None:
+        return _PlatformStream(platform)
     with _LOCK:
         if _SHARED is None:
             from spark_research.streams.pipeline import StreamPipeline
@@ -56,6 +80,14 @@ def shared_pipeline():
                                      orders=OrderConfig.parse(os.environ.get("SPARK_STREAM_ORDERS", "")),
                                      n=int(os.environ.get("SPARK_STREAM_TAPE", "500000"))).start()
         return _SHARED
+
+
+def use_pipeline(pipeline) -> None:
+    """Make ``pipeline`` (anything with ``snapshot()``, e.g. a :class:`~spark_research.streams.remote.RemoteStream`
+    of ``spark serve``'s ingest process) the one every stream monitor of this process watches."""
+    global _SHARED
+    with _LOCK:
+        _SHARED = pipeline
 
 
 class StreamMonitor(param.Parameterized):
@@ -94,7 +126,11 @@ class StreamMonitor(param.Parameterized):
 
     def update(self) -> None:
         """Pull one snapshot from the source and stream the new points (cheap: no redraw)."""
-        snap = self.source.snapshot()
+        try:
+            snap = self.source.snapshot()
+        except (StreamStarting, OSError):
+            self.param.update(state="connecting", updates=self.updates + 1)  # the ingest (re)starts
+            return
         ing = snap["ingest"]
         c = ing["counters"]
         now = snap["time"] * 1000.0  # Bokeh datetime axes take epoch milliseconds

@@ -292,3 +292,30 @@ def test_a_write_to_a_closed_browser_socket_is_one_info_line_other_task_errors_s
     loud = [r for r in caplog.records if r.name == "asyncio"]
     assert len(loud) == 1 and loud[0].levelno == logging.ERROR
     assert "never retrieved" in loud[0].getMessage() and "ValueError" in repr(loud[0].exc_info)
+
+
+def test_stream_monitor_under_spark_serve_never_starts_a_second_ingest():
+    """Before the ingest process is up, a stream monitor page waits for it ("connecting") instead of
+    starting an ingest of its own in the web process (two writers of one journal)."""
+    from types import SimpleNamespace
+
+    from spark_research.platform import runtime
+    from spark_research.views import streams
+
+    platform = SimpleNamespace(pipeline=None)
+    runtime.register(platform)
+    try:
+        mon = streams.StreamMonitor()
+        mon.update()
+        assert mon.state == "connecting" and mon.updates == 1
+        assert streams._SHARED is None  # nothing started here
+        snap = {"time": 1.0, "gaps_ms": [], "ingest": {
+            "counters": {k: 0 for k in ("msgs", "trades", "gaps", "resyncs", "book_resyncs", "duplicates",
+                                        "malformed", "reconnects")},
+            "latency_ms": {"p50": 0.1, "p95": 0.2}, "state": {"trade": "connected"}, "gaps_open": 0,
+            "last_price": 100.0}}
+        platform.pipeline = SimpleNamespace(snapshot=lambda: snap)
+        mon.update()
+        assert mon.state == "connected" and mon.last_price == 100.0
+    finally:
+        runtime.register(None)
