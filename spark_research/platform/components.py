@@ -170,6 +170,10 @@ class Platform:
         threading.Thread(target=self._after_start, name="platform-after-start", daemon=True).start()
         return self
 
+    def apps_ready(self) -> bool:
+        """True once the heavy modules the apps need are imported (app pages wait for it)."""
+        return self._imports_done.is_set()
+
     def start_exports_now(self) -> None:
         """Open the export manager synchronously: the web server's export routes need it."""
         self.config.var_dir.mkdir(parents=True, exist_ok=True)

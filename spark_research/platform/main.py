@@ -11,6 +11,7 @@ import logging
 import logging.handlers
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def setup_logging(var_dir: Path) -> Path:
         for h in list(lg.handlers):
             lg.removeHandler(h)
         lg.propagate = True
+    # one line per request, 5xx at ERROR (a 503 while starting is expected): the file, not the console
+    access = logging.getLogger("tornado.access")
+    access.propagate = False
+    access.addHandler(file_handler)
     # The demo stream injects malformed frames on purpose; the stream monitor counts them.
     logging.getLogger("spark_research.streams.ingest").setLevel(logging.ERROR)
     return path
@@ -80,8 +85,13 @@ def run(config: ServeConfig) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
     try:
-        platform.start()
+        # The web server first: the sign-in page and the index answer while the components start
+        # behind it (app pages answer 503 until their modules are imported: platform._auth).
+        platform.start_exports_now()  # the export routes need the manager
         server = build_server(platform, apps, host=config.host, port=config.port)
+        # pn.serve installs a SIGINT handler of its own; the Dask workers spawned next must inherit
+        # SIG_IGN (see above), so it goes until arm_signals puts ours in place
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.start()
         loop = server.io_loop
         loop.asyncio_loop.set_exception_handler(quiet_closed_websockets)
@@ -90,16 +100,28 @@ def run(config: ServeConfig) -> int:
             log.info("%s received, stopping", signal.Signals(signum).name)
             loop.asyncio_loop.call_soon_threadsafe(loop.stop)
 
-        platform.cluster_spawned.wait(60)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        if stopping:  # a SIGTERM that came while starting
-            stop(stopping[0], None)
+        def arm_signals() -> None:  # on the main thread (the loop's), once the Dask workers are spawned
+            signal.signal(signal.SIGINT, stop)
+            signal.signal(signal.SIGTERM, stop)
+            if stopping:  # a SIGTERM that came while starting
+                stop(stopping[0], None)
+
+        def start_components() -> None:
+            try:
+                platform.start()
+            except Exception:  # reported per component by /health; the web server keeps serving
+                log.exception("starting the components failed")
+            finally:
+                platform.cluster_spawned.wait(60)
+                loop.add_callback(arm_signals)
+
+        starter = threading.Thread(target=start_components, name="platform-start", daemon=True)
         print(banner(config.host, config.port, apps,
                      f"http://127.0.0.1:{config.prom_port}" if config.prometheus else None), flush=True)
         print(f"  logs      {log_path}  (Dask, Tornado and the components at INFO; warnings also here)\n",
               flush=True)
         log.info("web server listening after %.2fs", time.monotonic() - t0)
+        starter.start()
         loop.start()
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short

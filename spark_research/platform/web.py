@@ -124,7 +124,7 @@ def build_server(platform: Any, apps: list[AppEntry], *, host: str, port: int, c
     from bokeh.server.auth_provider import AuthModule
 
     from spark_research.export.handlers import export_url_patterns
-    from spark_research.gates import webauth
+    from spark_research.platform import _auth
 
     index = render_index(apps, platform.config.var_dir / "serve" / "index.html")
     origins = [f"{host}:{port}", f"127.0.0.1:{port}", f"localhost:{port}"]
@@ -138,7 +138,7 @@ def build_server(platform: Any, apps: list[AppEntry], *, host: str, port: int, c
         {a.slug: str(a.path) for a in apps}, port=port, address=host, websocket_origin=origins,
         show=False, start=False, title={a.slug: a.title for a in apps}, extra_patterns=extra,
         index=str(index), cookie_secret=cookie_secret or os.environ.get("SPARK_COOKIE_SECRET") or secrets.token_hex(32),
-        auth_provider=AuthModule(webauth.__file__), verbose=False,
+        auth_provider=AuthModule(_auth.__file__), verbose=False,
     )
     return server
 
