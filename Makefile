@@ -59,12 +59,13 @@ test: sysdeps data warm
 
 # The Lab server puts .venv/bin first on its PATH (spark_research.platform.lab, enabled in the
 # venv at install, so every `.venv/bin/jupyter lab` has it): the "Panel Launcher" tile starts the
-# venv's `panel serve apps/*.py` (jupyter-panel-proxy.yml) even when the venv is not activated.
+# `panel serve apps/*.py` (jupyter-panel-proxy.yml) even when the venv is not activated.
 lab: data warm
 	$(BIN)/python -m spark_research.platform.lab
 	$(BIN)/jupyter lab notebooks/
 
-# Each benchmark prints medians and ratios against peers measured in the same run.
+# Each benchmark prints median [min–max] over >= 5 runs and ratios against peers measured in the
+# same run, and records them in bench/results.json; the README's table is then written from it.
 bench: data warm
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/optimizer.py
@@ -72,6 +73,13 @@ bench: data warm
 	$(BIN)/python bench/gates.py --n 20000
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/serve.py
+	$(MAKE) --no-print-directory bench-table
+
+# The README's benchmark table, from bench/results.json (stdlib only: no install needed).
+.PHONY: bench-table
+bench-table:
+	$(PY) bench/report.py --readme README.md
 
 # Refresh docs/screenshots/ (the README's pictures) from the browser tests of spark serve.
 screenshots: sysdeps data warm

@@ -19,19 +19,27 @@ agree on trade count and final equity. Conventions that differ and how they are 
   within 1e-7 of each other) the two can disagree on a crossover. On 1M bars this moves
   one trade, so the tolerance is: closed trades within 0.1%, final equity within 0.1%.
 
-Usage: ``python bench/backtest.py [--bars 1000000] [--repeat 5] [--bt-bars N]``
+The four contenders run round-robin, ``--runs`` times (default 5, at least 5 for a recorded
+figure): each figure is the median [min–max] of its runs, each ratio the median [min–max] of
+the per-run ratios. About 90 s at 1M bars (vectorbt on the tz-aware index takes ~8 s a run).
+The figures go to ``bench/results.json`` unless ``--no-record`` or sizes other than the defaults.
+
+Usage: ``python bench/backtest.py [--bars 1000000] [--runs 5] [--bt-bars N] [--no-record]``
 (``--bt-bars`` runs backtesting.py on the first N bars only, and the agreement check of
 the other two is then repeated on those N bars; default: all bars). Exits 1 on disagreement.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
-import numpy as np
-import pandas as pd
-from _timing import median_time
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py draws a progress bar per run otherwise
+
+import pandas as pd  # noqa: E402
+from _results import RESULTS, record  # noqa: E402
+from _timing import MIN_RUNS, ratios, timed_interleaved  # noqa: E402
 
 FAST, SLOW, FEES, SLIP, CASH = 30, 150, 0.0002, 0.0, 10_000.0
 
@@ -95,31 +103,36 @@ def closed_trades(pf) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bars", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--runs", "--repeat", type=int, default=MIN_RUNS, help="runs of each contender (default 5)")
     ap.add_argument("--bt-bars", type=int, default=None, help="bars for backtesting.py (default: all)")
+    ap.add_argument("--no-record", action="store_true", help="do not write bench/results.json")
     args = ap.parse_args()
+    # figures of other sizes or fewer runs are not the README's: print them only
+    recording = not args.no_record and args.bars == 1_000_000 and args.bt_bars is None and args.runs >= MIN_RUNS
 
     from spark_research.data.synthetic import generate_bars
 
     bars = generate_bars("BTCUSDT", n=args.bars, seed=2024)
     spark_run(bars.iloc[:5_000]), vbt_run(bars.iloc[:5_000])  # load numba kernels outside the timings
 
-    t_spark, pf_spark = median_time(lambda: spark_run(bars), args.repeat)
-    t_vbt, pf_vbt = median_time(lambda: vbt_run(bars), args.repeat)
-    t_vbt_tz, _ = median_time(lambda: vbt_run(bars, naive=False), 1)
     bt_bars = bars.iloc[: args.bt_bars] if args.bt_bars else bars
-    t_bt, st_bt = median_time(lambda: bt_run(bt_bars), 1)
+    t = timed_interleaved({"spark": lambda: spark_run(bars), "vbt": lambda: vbt_run(bars),
+                           "vbt_tz": lambda: vbt_run(bars, naive=False), "bt": lambda: bt_run(bt_bars)}, args.runs)
+    pf_spark, pf_vbt, st_bt = t["spark"].result, t["vbt"].result, t["bt"].result
+    per_bar = len(bars) / len(bt_bars)  # backtesting.py against vectorbt per bar when it ran on fewer
+    r_vbt, r_tz = ratios(t["spark"], t["vbt"]), ratios(t["spark"], t["vbt_tz"])
+    r_bt = ratios([x * per_bar for x in t["bt"].samples], t["vbt"].samples)
 
-    rows = [("spark run_backtest", len(bars), t_spark), ("plain vectorbt", len(bars), t_vbt),
-            ("vectorbt, tz index", len(bars), t_vbt_tz), ("backtesting.py", len(bt_bars), t_bt)]
+    rows = [("spark run_backtest", len(bars), t["spark"]), ("plain vectorbt", len(bars), t["vbt"]),
+            ("vectorbt, tz index", len(bars), t["vbt_tz"]), ("backtesting.py", len(bt_bars), t["bt"])]
     print(f"SMA crossover fast={FAST} slow={SLOW}, fees {FEES:.2%}, slippage {SLIP:.2%}, next-open fills")
-    print(f"{'contender':<20}{'bars':>10}{'median s':>10}{'Mbars/s':>10}")
-    for name, n, t in rows:
-        print(f"{name:<20}{n:>10,}{t:>10.3f}{n / t / 1e6:>10.2f}")
-    print(f"ratio run_backtest / plain vectorbt: {t_spark / t_vbt:.3f}  (target <= 1.25)")
-    print(f"ratio run_backtest / vectorbt on the tz-aware index as loaded: {t_spark / t_vbt_tz:.3f}")
-    per_bar_bt, per_bar_vbt = t_bt / len(bt_bars), t_vbt / len(bars)
-    print(f"ratio backtesting.py / plain vectorbt per bar: {per_bar_bt / per_bar_vbt:.1f}x slower")
+    print(f"median [min–max] of {args.runs} runs, contenders round-robin")
+    print(f"{'contender':<20}{'bars':>10}  {'seconds':<26}{'Mbars/s':>8}")
+    for name, n, tm in rows:
+        print(f"{name:<20}{n:>10,}  {format(tm, '.3f'):<26}{n / tm.median / 1e6:>8.2f}")
+    print(f"ratio run_backtest / plain vectorbt: {r_vbt:.3f}  (target <= 1.25)")
+    print(f"ratio run_backtest / vectorbt on the tz-aware index as loaded: {r_tz:.3f}")
+    print(f"ratio backtesting.py / plain vectorbt per bar: {r_bt:.1f}x slower")
 
     ok = True
     eq_s, eq_v = pf_spark.final_value(), pf_vbt.final_value()
@@ -135,6 +148,15 @@ def main() -> int:
           f" see the module docstring for the near-tie SMA convention)")
     ok &= abs(n_bt - n_sub) <= max(1, n_sub // 1000) and rel < 1e-3
     print("results agree" if ok else "RESULTS DISAGREE")
+    if recording and ok:
+        vbt_name = "plain vectorbt, naive index"
+        record("backtest", f"`run_backtest`, SMA cross, {len(bars) / 1e6:g}M bars", t["spark"], "s", peer=vbt_name,
+               ratio=r_vbt, target="≤ 1.25×")
+        record("backtest", vbt_name, t["vbt"], "s")
+        record("backtest", "plain vectorbt, tz-aware index as loaded", t["vbt_tz"], "s", peer=vbt_name,
+               ratio=ratios(t["vbt_tz"], t["vbt"]), note="vectorbt makes Python objects of a tz-aware index")
+        record("backtest", "backtesting.py `FractionalBacktest`", t["bt"], "s", peer=vbt_name, ratio=r_bt)
+        print(f"figures recorded in {RESULTS}")
     return 0 if ok else 1
 
 

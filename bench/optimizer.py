@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from backtesting import Strategy as _BtStrategy  # noqa: E402
 from backtesting.lib import crossover  # noqa: E402
-from _timing import median_time  # noqa: E402
+from _results import record  # noqa: E402
+from _timing import MIN_RUNS, Spread, median_time, ratios, timed, timed_interleaved  # noqa: E402
 
 from spark_research.backtest.strategy import Param, Signals, Strategy  # noqa: E402
 
@@ -127,7 +128,7 @@ def machine_scaling() -> float:
     return 2 * one / two
 
 
-def optimizer_throughput(n_workers: int, spec, bars, repeat: int) -> tuple[float, object]:
+def optimizer_throughput(n_workers: int, spec, bars, repeat: int):
     from spark_research.optimizer.cluster import close_client, connect
     from spark_research.optimizer.sweep import Optimizer
 
@@ -135,7 +136,7 @@ def optimizer_throughput(n_workers: int, spec, bars, repeat: int) -> tuple[float
     try:
         with Optimizer(client, persist=False) as opt:
             opt.run(spec, bars, progress=False)  # warm: imports, kernels, scattered bars
-            return median_time(lambda: opt.run(spec, bars, progress=False), repeat)
+            return timed(lambda: opt.run(spec, bars, progress=False), repeat)
     finally:
         close_client(client)
 
@@ -332,6 +333,16 @@ def user_strategy_section(args) -> bool:
     print(f"   generic time: strategy signals (user code) {best['user']:.2f}s, packing them "
           f"{best['pack'] - best['user']:+.2f}s ({per_combo:.0f} signal bars per combination), "
           f"kernel (simulation + stats) {best['all'] - best['pack']:+.2f}s, total {best['all']:.2f}s (min of {repeat} runs)")
+    if ok and not args.quick:  # its own bench name: --user-strategy-only re-records this section alone
+        what = f"user strategy ({BollingerReversion.__name__}), {n} combos on {n_bars:,} bars"
+        vbt = "plain vectorbt broadcast sweep of the same strategy and combos, 1 process"
+        record("optimizer-user-strategy", f"{what}: optimizer, 1 Dask worker (check on)", Spread.of(rate["optimizer"]),
+               "combos/s", peer=vbt, ratio=ratios(times["vectorbt"], times["optimizer"]), target="≥ 5×")
+        record("optimizer-user-strategy", f"{what}: generic path in process (`evaluate_generic`)",
+               Spread.of(rate["generic"]), "combos/s", peer=vbt, ratio=ratios(times["vectorbt"], times["generic"]))
+        record("optimizer-user-strategy", vbt, Spread.of(rate["vectorbt"]), "combos/s")
+        record("optimizer-user-strategy", f"`run_backtest` loop, {n_loop} of the combos (per combination)",
+               Spread.of(rate["loop"]), "combos/s")
     return ok
 
 
@@ -357,7 +368,8 @@ def main() -> int:
     print(f"bars: {n_bars:,}  cores: 2 (LocalCluster workers are single-threaded processes)\n")
 
     # 1. fused kernel vs plain vectorbt, per strategy, same combos
-    print("1) per strategy, one process: fused kernel vs plain single-call vectorbt sweep")
+    print(f"1) per strategy, one process: fused kernel vs plain single-call vectorbt sweep, median [min–max] of "
+          f"{MIN_RUNS} runs round-robin")
     peer = {
         "sma_cross": SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"],
                                values={"fast": list(range(5, 100, 5)), "slow": list(range(20, 220, 20))}),
@@ -367,55 +379,89 @@ def main() -> int:
                                        values={"window": [20, 40, 55, 80, 100, 150, 200], "exit_window": [10, 20, 30, 40, 50]}),
     }
     plain_rate: dict[str, float] = {}
+    per_strategy = {}
     for name, spec in peer.items():
         combos = combinations(spec)
         if args.quick:
             combos = combos.head(20)
         evaluate_fused(name, bars, combos.head(2))  # compile/load outside the timing
         plain_vectorbt(name, bars, combos.head(2), fees, slip)
-        t_f, fused = median_time(lambda: evaluate_fused(name, bars, combos, fees=fees, slippage=slip), 3)
-        t_v, plain = median_time(lambda: plain_vectorbt(name, bars, combos, fees, slip), 1)
+        tm = timed_interleaved({"fused": lambda: evaluate_fused(name, bars, combos, fees=fees, slippage=slip),
+                                "vectorbt": lambda: plain_vectorbt(name, bars, combos, fees, slip)}, MIN_RUNS)
+        per_strategy[name] = (len(combos), tm)
+        fused, plain = tm["fused"].result, tm["vectorbt"].result
         diff = float(np.max(np.abs(fused["total_return"].to_numpy() - plain)))
         ok &= diff <= 1e-9
-        plain_rate[name] = len(combos) / t_v
-        print(f"   {name:18s} {len(combos):4d} combos  fused {len(combos) / t_f:9.0f} combos/s  "
-              f"vectorbt {len(combos) / t_v:7.1f} combos/s  ratio {t_v / t_f:6.1f}x  max|dTR| {diff:.1e}")
+        plain_rate[name] = len(combos) / tm["vectorbt"].median
+        k = len(combos)
+        print(f"   {name:18s} {k:4d} combos  fused {tm['fused'].rate(k):.0f} combos/s  vectorbt "
+              f"{tm['vectorbt'].rate(k):.1f} combos/s  ratio {ratios(tm['vectorbt'], tm['fused']):.1f}x  "
+              f"max|dTR| {diff:.1e}")
 
     # 2. backtesting.py
     fasts, slows = ([10, 20], [50, 100]) if args.quick else ([5, 10, 20, 40], [50, 100, 200])
-    t_bt, n_bt = backtesting_py(bars, fasts, slows)
-    print(f"\n2) backtesting.py Backtest.optimize: {n_bt} SMA combos in {t_bt:.2f}s = {n_bt / t_bt:.2f} combos/s")
+    bt_runs = [backtesting_py(bars, fasts, slows) for _ in range(MIN_RUNS)]
+    t_bt_s, n_bt = Spread.of(t for t, _ in bt_runs), bt_runs[0][1]
+    t_bt = t_bt_s.median
+    print(f"\n2) backtesting.py Backtest.optimize: {n_bt} SMA combos in {t_bt_s:.2f}s = "
+          f"{t_bt_s.rate(n_bt):.2f} combos/s")
 
     # 3. the optimizer on Dask, 1 vs 2 workers, 1,000+ combinations
     grid = SweepSpec(strategy="sma_cross", symbols=["BTCUSDT"], values={
         "fast": list(range(2, 102, 2)), "slow": list(range(20, 510, 10)) if not args.quick else list(range(20, 120, 10))})
     n = len(combinations(grid))
-    t1, r1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, 5)
-    t2, r2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, 5)
+    tm1 = optimizer_throughput(1, grid, {"BTCUSDT": bars}, MIN_RUNS)
+    tm2 = optimizer_throughput(2, grid, {"BTCUSDT": bars}, MIN_RUNS)
+    (t1, r1), (t2, r2) = (tm1.median, tm1.result), (tm2.median, tm2.result)
     same = r1.table.equals(r2.table)
-    control = machine_scaling()
+    control_s = Spread.of(machine_scaling() for _ in range(MIN_RUNS))
+    control, scaling = control_s.median, ratios(tm1, tm2)
     ok &= same
     sma_plain = plain_rate["sma_cross"]
-    print(f"\n3) optimizer, {n:,} SMA combos on {n_bars:,} bars (median of 5):")
-    print(f"   1 worker : {t1:6.2f}s  {n / t1:8.0f} combos/s  = {n / t1 / sma_plain:6.1f}x plain vectorbt "
+    print(f"\n3) optimizer, {n:,} SMA combos on {n_bars:,} bars, median [min–max] of {MIN_RUNS} runs:")
+    print(f"   1 worker : {tm1:.2f}s  {tm1.rate(n):.0f} combos/s  = {n / t1 / sma_plain:6.1f}x plain vectorbt "
           f"({sma_plain:.1f} combos/s), {n / t1 / (n_bt / t_bt):7.0f}x backtesting.py")
-    print(f"   2 workers: {t2:6.2f}s  {n / t2:8.0f} combos/s  scaling {t1 / t2:.2f}x (target >= 1.6x); "
+    print(f"   2 workers: {tm2:.2f}s  {tm2.rate(n):.0f} combos/s  scaling {scaling:.2f}x (target >= 1.6x); "
           f"results identical to 1 worker: {same}")
-    print(f"   control: two CPU-bound processes on this machine right now scale {control:.2f}x "
-          f"(worker scaling / machine scaling = {t1 / t2 / control:.2f})")
+    print(f"   control: two CPU-bound processes on this machine right now scale {control_s:.2f}x "
+          f"(worker scaling / machine scaling = {scaling.median / control:.2f})")
 
     # 4. queue wait with 2 workers
-    interactive, first = queue_waits(grid, {"BTCUSDT": bars}, rng, 12 if args.quick else 40)
+    waits = [queue_waits(grid, {"BTCUSDT": bars}, rng, 12 if args.quick else 40) for _ in range(MIN_RUNS)]
     p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
-    print(f"\n4) queue wait, 2 workers (target P95 < 100 ms):")
-    print(f"   analysts submitting small sweeps at random times: {len(interactive)} steps, "
-          f"P50 {p(interactive, 50):.1f} ms, P95 {p(interactive, 95):.1f} ms")
+    wait = {(kind, q): Spread.of(p(w[k], q) for w in waits) for k, kind in enumerate(("interactive", "first"))
+            for q in (50, 95)}
+    print(f"\n4) queue wait, 2 workers (target P95 < 100 ms), each run's percentile, median [min–max] of "
+          f"{MIN_RUNS} runs:")
+    print(f"   analysts submitting small sweeps at random times: {len(waits[0][0])} steps a run, "
+          f"P50 {wait['interactive', 50]:.1f} ms, P95 {wait['interactive', 95]:.1f} ms")
     print(f"   first step of a small sweep while another user's {n:,}-combo sweep saturates the cluster: "
-          f"P50 {p(first, 50):.1f} ms, P95 {p(first, 95):.1f} ms")
+          f"P50 {wait['first', 50]:.1f} ms, P95 {wait['first', 95]:.1f} ms")
 
     # 5. a user strategy through the generic path
     ok &= user_strategy_section(args)
     print("\nresults agree" if ok else "\nRESULTS DISAGREE")
+    if ok and not args.quick:
+        on = f"on {n_bars:,} bars"
+        vbt_sma = "plain vectorbt sweep, sma_cross, same combos"
+        for name, (k, tm) in per_strategy.items():
+            record("optimizer", f"fused sweep, {name}, {k} combos {on}, 1 process", tm["fused"].rate(k), "combos/s",
+                   peer=vbt_sma if name == "sma_cross" else "plain vectorbt sweep, same combos",
+                   ratio=ratios(tm["vectorbt"], tm["fused"]))
+        record("optimizer", vbt_sma, per_strategy["sma_cross"][1]["vectorbt"].rate(per_strategy["sma_cross"][0]),
+               "combos/s")
+        record("optimizer", f"backtesting.py `Backtest.optimize`, {n_bt} SMA combos {on}", t_bt_s.rate(n_bt),
+               "combos/s")
+        sweep, machine = f"optimizer sweep, {n:,} SMA combos {on}", "two bare CPU-bound processes (machine control)"
+        record("optimizer", f"{sweep}, 1 worker", tm1.rate(n), "combos/s", peer=vbt_sma,
+               ratio=tm1.rate(n).scaled(1 / sma_plain), target="≥ 10×")
+        record("optimizer", f"{sweep}, 2 workers: scaling over 1 worker", scaling, "×", peer=machine,
+               ratio=scaling.median / control, target="≥ 1.6×")
+        record("optimizer", machine, control_s, "×", note="2 × one CPU-bound task's time / both in parallel")
+        record("optimizer", "queue wait P95, 2 workers, analysts submitting small sweeps at random times",
+               wait["interactive", 95], "ms", target="< 100 ms")
+        record("optimizer", "queue wait P95, 2 workers, first step of a small sweep while another user's sweep "
+               "saturates the cluster", wait["first", 95], "ms", target="< 100 ms")
     return 0 if ok else 1
 
 

@@ -12,10 +12,14 @@ trade stream is connected (``--min-clients 1``).
    at the same rate is printed as the floor.
 
 Targets (SPEC): ingest latency P95 < 5 ms at 10k msg/s; throughput ≥ 50 % of the bare loop.
-Prints medians over ``--repeat`` runs and the ratios; never asserts on wall time, but exits 1 if
-the ingest's stored ids differ from the exchange's (results disagree).
+Each side runs ``--runs`` times (default 5), bare loop and ingest back to back: every figure is the
+median [min–max] over the runs (a latency percentile is taken within each run, then over runs)
+and the throughput ratio is the median [min–max] of the per-pair ratios. Never asserts on wall
+time, but exits 1 if the ingest's stored ids differ from the exchange's (results disagree).
+Figures of a default run go to ``bench/results.json``.
 
-Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes; ``--quick`` for a smoke run).
+Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes; ``--quick``, smaller runs and not
+recorded, about 1 minute).
 """
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,9 @@ import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _results import RESULTS, record  # noqa: E402
+from _timing import MIN_RUNS, Spread, ratios  # noqa: E402
 
 from spark_research.streams.ingest import IngestClient, IngestConfig  # noqa: E402
 
@@ -108,16 +114,17 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100_000, help="messages per throughput run")
     ap.add_argument("--latency-seconds", type=float, default=8.0, help="length of each 10k msg/s latency run")
     ap.add_argument("--rate", type=float, default=10_000.0)
-    ap.add_argument("--repeat", type=int, default=3, help="latency runs per side")
-    ap.add_argument("--tp-repeat", type=int, default=5, help="throughput pairs")
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int, default=MIN_RUNS, help="runs per side, throughput and latency (default 5)")
+    ap.add_argument("--quick", action="store_true", help="30k messages, 2 s latency runs; not recorded")
+    ap.add_argument("--no-record", action="store_true", help="do not write bench/results.json")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.latency_seconds, args.repeat, args.tp_repeat = 30_000, 2.0, 1, 1
+        args.n, args.latency_seconds = 30_000, 2.0
+    recording = not (args.quick or args.no_record) and args.runs >= MIN_RUNS
 
     ok = True
     bare_tp, ing_tp = [], []
-    for _ in range(args.tp_repeat):  # interleaved: both see the same machine state
+    for _ in range(args.runs):  # interleaved: both see the same machine state
         ex = Exchange(args.n, 1_000_000)
         try:
             tp, _ = asyncio.run(bare_loop(ex, 120))
@@ -136,7 +143,7 @@ def main() -> int:
 
     n_lat = int(args.rate * args.latency_seconds)
     bare_lat, ing_lat = [], []
-    for _ in range(args.repeat):
+    for _ in range(args.runs):
         ex = Exchange(n_lat, args.rate)
         try:
             _, lat = asyncio.run(bare_loop(ex, args.latency_seconds * 3 + 30))
@@ -153,26 +160,39 @@ def main() -> int:
         finally:
             ex.close()
 
-    med = statistics.median
     load = os.getloadavg()
     print(f"== machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           "(latency percentiles are sensitive to other processes)")
-    print(f"== throughput ({args.n} msgs, exchange unthrottled, median of {args.tp_repeat})")
-    print(f"bare websockets+orjson loop : {med(bare_tp):>10,.0f} msg/s   runs {[round(x) for x in bare_tp]}")
-    print(f"ingest (parse→gap→persist)  : {med(ing_tp):>10,.0f} msg/s   runs {[round(x) for x in ing_tp]}")
-    pairs = [i / b for i, b in zip(ing_tp, bare_tp)]  # each pair ran back to back: same machine state
-    ratio = med(pairs)
-    print(f"ratio ingest/bare (paired)  : {ratio:>10.2f}   runs {[round(x, 2) for x in pairs]}"
-          f"   (target >= 0.50: {'PASS' if ratio >= 0.5 else 'MISS'})")
-    print(f"== latency at {args.rate:,.0f} msg/s for {args.latency_seconds:.0f} s (median of {args.repeat} runs' percentiles, ms)")
-    for name, runs in (("bare loop E→parsed", bare_lat), ("ingest E→persisted", ing_lat)):
-        p = {q: med([pct(r, q) for r in runs]) for q in (50, 95, 99)}
-        print(f"{name:<27} : P50 {p[50]:6.3f}  P95 {p[95]:6.3f}  P99 {p[99]:6.3f}")
-    p95 = med([pct(r, 95) for r in ing_lat])
-    print(f"ingest P95 target < 5 ms    : {'PASS' if p95 < 5 else 'MISS'} ({p95:.3f} ms)")
+    print(f"== throughput ({args.n} msgs, exchange unthrottled), median [min–max] of {args.runs} runs")
+    bare, ingest, ratio = Spread.of(bare_tp), Spread.of(ing_tp), ratios(ing_tp, bare_tp)
+    print(f"bare websockets+orjson loop : {bare:,.0f} msg/s")
+    print(f"ingest (parse→gap→persist)  : {ingest:,.0f} msg/s")
+    # each pair ran back to back: same machine state
+    print(f"ratio ingest/bare (paired)  : {ratio:.2f}   (target >= 0.50: {'PASS' if ratio.median >= 0.5 else 'MISS'})")
+    print(f"== latency at {args.rate:,.0f} msg/s for {args.latency_seconds:.0f} s, ms: each run's percentile, "
+          f"median [min–max] of {args.runs} runs")
+    pcts = {name: {q: Spread.of(pct(r, q) for r in runs) for q in (50, 95, 99)}
+            for name, runs in (("bare", bare_lat), ("ingest", ing_lat))}
+    for name, label in (("bare", "bare loop E→parsed"), ("ingest", "ingest E→persisted")):
+        p = pcts[name]
+        print(f"{label:<27} : P50 {p[50]:.3f}  P95 {p[95]:.3f}  P99 {p[99]:.3f}")
+    p95 = pcts["ingest"][95]
+    print(f"ingest P95 target < 5 ms    : {'PASS' if p95.median < 5 else 'MISS'} ({p95.median:.3f} ms)")
     print(f"results agree (stored ids == source ids): {'yes' if ok else 'NO'}")
+    if recording and ok:
+        at = f"at {args.rate / 1000:g}k msg/s"
+        bare_p95 = f"bare loop {at}, exchange time → parsed, P95"
+        ingest_at = f"ingest {at}, exchange time → persisted"
+        record("streams", "ingest throughput (parse → gap check → bars → SQLite)", ingest, "msg/s",
+               peer="bare websockets+orjson loop", ratio=ratio, target="≥ 0.5×")
+        record("streams", "bare websockets+orjson loop", bare, "msg/s")
+        record("streams", f"{ingest_at}, P50", pcts["ingest"][50], "ms")
+        record("streams", f"{ingest_at}, P95", p95, "ms", peer=bare_p95,
+               ratio=ratios([pct(r, 95) for r in ing_lat], [pct(r, 95) for r in bare_lat]), target="< 5 ms")
+        record("streams", f"{ingest_at}, P99", pcts["ingest"][99], "ms")
+        record("streams", bare_p95, pcts["bare"][95], "ms")
+        print(f"figures recorded in {RESULTS}")
     return 0 if ok else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())
