@@ -59,7 +59,7 @@ test: sysdeps data warm
 
 # The Lab server puts .venv/bin first on its PATH (spark_research.platform.lab, enabled in the
 # venv at install, so every `.venv/bin/jupyter lab` has it): the "Panel Launcher" tile starts the
-# `panel serve apps/*.py` (jupyter-panel-proxy.yml) even when the venv is not activated.
+# venv's `panel serve apps/*.py` (jupyter-panel-proxy.yml) even when the venv is not activated.
 lab: data warm
 	$(BIN)/python -m spark_research.platform.lab
 	$(BIN)/jupyter lab notebooks/
