@@ -152,7 +152,7 @@ class Platform:
         """Start every component; returns once the heavy modules are imported (components keep
         starting on their own threads, ``/health`` shows them coming up)."""
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
-        _prime_metrics(self.config.symbol)
+        _prime_metrics()
         if self.exports is None:
             self.start_exports_now()
         # The Dask workers are processes: start them first, they boot while this thread imports.
@@ -555,7 +555,7 @@ def _live_session(book, pipeline, symbol: str, strategy: Any = "sma_cross", para
     return session
 
 
-def _prime_metrics(symbol: str, exchange: str = "binance") -> None:
+def _prime_metrics() -> None:
     """Create the zero-valued series of the failure counters, so a scrape shows them before the
     first failure (Prometheus practice: a counter that appears only on its first increment
     makes ``increase()`` miss that increment)."""
@@ -564,13 +564,6 @@ def _prime_metrics(symbol: str, exchange: str = "binance") -> None:
     for fmt in FORMATS:
         for reason in ("invalid_params", "source_error", "render_error", "io_error", "internal", "interrupted"):
             metrics.EXPORT_FAIL.labels(reason=reason, format=fmt)
-    for kind in ("trade", "depth"):
-        metrics.WS_SEQ_GAPS.labels(exchange, symbol, kind)
-        metrics.WS_RESYNCS.labels(exchange, symbol, kind)
-    metrics.WS_SEQ_GAPS_OPEN.labels(exchange, symbol)
-    metrics.WS_DUPLICATES.labels(exchange, symbol)
-    metrics.WS_RECONNECTS.labels(exchange)
-    for reason in ("json", "schema", "invalid", "symbol"):
-        metrics.WS_MALFORMED.labels(exchange, reason)
+    # the stream's counters are primed by the ingest process, whose families /metrics relays
     for status in ("queued", "running", "completed", "failed", "cancelled"):
         metrics.OPTIMIZER_JOBS.labels(status=status)
