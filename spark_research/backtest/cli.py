@@ -218,5 +218,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     dm.add_argument("--out", default="out/demo_equity.html")
     dm.set_defaults(func=_demo)
 
-    wm = sub.add_parser("warm", help="compile/load numba kernels so later runs start fast")
+    wm = sub.add_parser("warm", help="load the numba kernels of backtests, reports and sweeps from the disk cache "
+                                     "(compiling once what is missing) so later runs start fast")
     wm.set_defaults(func=_warm)

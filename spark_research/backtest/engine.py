@@ -22,6 +22,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import pandas as pd
 import vectorbt as vbt
+from vectorbt.portfolio.enums import OrderSide, TradeDirection, TradeStatus
 
 from spark_research import metrics
 from spark_research.backtest.strategies import get_strategy
@@ -31,6 +32,25 @@ Fill = Literal["next_open", "close"]
 Direction = Literal["longonly", "shortonly", "both"]
 FILLS = ("next_open", "close")
 DIRECTIONS = ("longonly", "shortonly", "both")
+
+
+def _cache_from_signals_kernel() -> None:
+    """Keep vectorbt's ``simulate_from_signals_nb`` in numba's disk cache, like its other kernels.
+
+    vectorbt 1.2 declares it ``@njit`` without ``cache=True``, like its sibling
+    ``simulate_from_signal_func_nb``, which takes callbacks and so cannot be cached; this one
+    takes only arrays and scalars. Uncached, every process compiled it again for each of the
+    four signatures ``run_backtest`` produces (one symbol or several x direction or long/short
+    signals): 2.5-5 s apiece, most of ``spark warm`` and of a test run's first backtests.
+    """
+    from numba.core.caching import NullCache
+    from vectorbt.portfolio import nb
+
+    if isinstance(getattr(nb.simulate_from_signals_nb, "_cache", None), NullCache):
+        nb.simulate_from_signals_nb.enable_caching()
+
+
+_cache_from_signals_kernel()
 
 #: Stats every result reports, in display order.
 STAT_FIELDS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "win_rate", "trades", "final_equity")
@@ -95,6 +115,14 @@ def _as_utc(values: pd.Series | pd.Index, utc: bool):
     if isinstance(values, pd.Index):
         return values.tz_localize("UTC") if values.tz is None else values
     return values.dt.tz_localize("UTC") if values.dt.tz is None else values
+
+
+def _enum_names(enum: Any, codes: np.ndarray) -> pd.Series:
+    """Lower-case names of a vectorbt enum's ``codes`` (``TradeDirection``: 0 -> "long", 1 -> "short")."""
+    names = np.empty(max(enum) + 1, dtype=object)
+    for name, code in zip(enum._fields, enum):
+        names[code] = name.lower()
+    return pd.Series(names[codes], dtype=object).astype(str)
 
 
 def _shift(s: pd.Series | None) -> pd.Series | None:
@@ -162,32 +190,38 @@ class BacktestResult:
     @cached_property
     def trades(self) -> pd.DataFrame:
         """One row per round trip: symbol, times, side, size, prices, fees, PnL, return, status."""
-        rec = self.portfolio.trades.records_readable
-        cols = {"Column": "symbol", "Entry Timestamp": "entry_time", "Exit Timestamp": "exit_time",
-                "Direction": "side", "Size": "size", "Avg Entry Price": "entry_price",
-                "Avg Exit Price": "exit_price", "Entry Fees": "entry_fees", "Exit Fees": "exit_fees",
-                "PnL": "pnl", "Return": "return", "Status": "status"}
-        df = rec.rename(columns=cols)[list(cols.values())]
+        rec = self.portfolio.trades.values
+        df = pd.DataFrame({
+            "symbol": self._record_symbols(rec), "entry_time": self._record_times(rec["entry_idx"]),
+            "exit_time": self._record_times(rec["exit_idx"]), "side": _enum_names(TradeDirection, rec["direction"]),
+            "size": rec["size"], "entry_price": rec["entry_price"], "exit_price": rec["exit_price"],
+            "entry_fees": rec["entry_fees"], "exit_fees": rec["exit_fees"], "pnl": rec["pnl"],
+            "return": rec["return"], "status": _enum_names(TradeStatus, rec["status"]),
+        })
         if len(self.symbols) == 1:
             df["symbol"] = self.symbols[0]
-        for col in ("entry_time", "exit_time"):
-            df[col] = _as_utc(df[col], self.utc)
-        df["side"] = df["side"].astype(str).str.lower()
-        df["status"] = df["status"].astype(str).str.lower()
-        return df.reset_index(drop=True)
+        return df
 
     @cached_property
     def orders(self) -> pd.DataFrame:
         """Every simulated fill: symbol, timestamp, side, size, price, fees."""
-        rec = self.portfolio.orders.records_readable
-        cols = {"Column": "symbol", "Timestamp": "timestamp", "Side": "side", "Size": "size",
-                "Price": "price", "Fees": "fees"}
-        df = rec.rename(columns=cols)[list(cols.values())]
+        rec = self.portfolio.orders.values
+        df = pd.DataFrame({
+            "symbol": self._record_symbols(rec), "timestamp": self._record_times(rec["idx"]),
+            "side": _enum_names(OrderSide, rec["side"]), "size": rec["size"], "price": rec["price"],
+            "fees": rec["fees"],
+        })
         if len(self.symbols) == 1:
             df["symbol"] = self.symbols[0]
-        df["timestamp"] = _as_utc(df["timestamp"], self.utc)
-        df["side"] = df["side"].astype(str).str.lower()
-        return df.reset_index(drop=True)
+        return df
+
+    # Built from the record arrays: vectorbt's ``records_readable`` gives the same frames but maps
+    # bar positions to times through a dict of the whole index (~1 s for 50k trades on 240k bars).
+    def _record_symbols(self, rec: np.ndarray) -> pd.Series:
+        return pd.Series(np.asarray(self.portfolio.wrapper.columns, dtype=object)[rec["col"]], dtype=object)
+
+    def _record_times(self, bar: np.ndarray) -> pd.Series:
+        return _as_utc(pd.Series(self.portfolio.wrapper.index[bar]), self.utc)
 
     def stats_frame(self) -> pd.DataFrame:
         """Stats as a one-column table for display."""
