@@ -35,6 +35,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +94,19 @@ class ChromiumPDFExporter(WebPDFExporter):
     def _exclude_output_prompt_default(self) -> bool:
         return True
 
+    #: a :class:`LaunchedChromium` to print on instead of launching one per print (set by the report worker)
+    launched: LaunchedChromium | None = None
+
     def run_playwright(self, html: str) -> bytes:
         """Print ``html`` to PDF bytes (Playwright on ``executable_path``; CLI fallback)."""
         with tempfile.TemporaryDirectory(prefix="spark-report-") as tmp:
             page = Path(tmp) / "report.html"
             page.write_text(html, encoding="utf-8")
             try:
+                launched = self.launched
+                if launched is not None and (launched.executable_path, launched.args) == \
+                        (self.executable_path, list(self.chromium_args)):
+                    return launched.print_page(page, self.print_timeout_ms)
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:  # asyncio.run needs a thread without a loop
                     return pool.submit(asyncio.run, self._print_playwright(page)).result()
             except _LaunchFailed as exc:  # Playwright driver missing or broken: chromium can print alone
@@ -110,43 +118,107 @@ class ChromiumPDFExporter(WebPDFExporter):
                 raise ReportRenderError(f"chromium could not print the report: {type(exc).__name__}: {exc}") from exc
 
     async def _print_playwright(self, page_path: Path) -> bytes:
-        from playwright.async_api import async_playwright
-
-        remote: list[str] = []
-
-        async def route(r):
-            url = r.request.url
-            if url.startswith(("file:", "data:", "about:")):
-                await r.continue_()
-            else:
-                remote.append(url)
-                await r.abort()
-
+        pw_cm, browser = await _launch(self.executable_path, list(self.chromium_args))
         try:
-            pw_cm = async_playwright()
-            pw = await pw_cm.__aenter__()
-        except Exception as exc:
-            raise _LaunchFailed(f"Playwright driver did not start: {exc}") from exc
-        try:
-            try:
-                browser = await pw.chromium.launch(executable_path=self.executable_path, args=self.chromium_args,
-                                                   headless=True, handle_sigint=False, handle_sigterm=False,
-                                                   handle_sighup=False)
-            except Exception as exc:
-                raise _LaunchFailed(f"chromium did not launch through Playwright: {exc}") from exc
-            try:
-                page = await browser.new_page()
-                await page.route("**/*", route)
-                await page.emulate_media(media="print")
-                await page.goto(page_path.as_uri(), wait_until="load", timeout=self.print_timeout_ms)
-                pdf = await page.pdf(print_background=True, format="A4")
-            finally:
-                await browser.close()
+            return await _print_page(browser, page_path, self.print_timeout_ms)
         finally:
-            await pw_cm.__aexit__(None, None, None)
-        if remote:
-            raise ReportRenderError(f"report HTML requested remote resources (blocked): {remote[:5]}")
-        return pdf
+            await _close(pw_cm, browser)
+
+
+async def _launch(executable_path: str, args: list[str]):
+    """Playwright's driver and a headless chromium on ``executable_path``; :class:`_LaunchFailed` if either fails."""
+    from playwright.async_api import async_playwright
+
+    try:
+        pw_cm = async_playwright()
+        pw = await pw_cm.__aenter__()
+    except Exception as exc:
+        raise _LaunchFailed(f"Playwright driver did not start: {exc}") from exc
+    try:
+        browser = await pw.chromium.launch(executable_path=executable_path, args=args, headless=True,
+                                           handle_sigint=False, handle_sigterm=False, handle_sighup=False)
+    except Exception as exc:
+        await pw_cm.__aexit__(None, None, None)
+        raise _LaunchFailed(f"chromium did not launch through Playwright: {exc}") from exc
+    return pw_cm, browser
+
+
+async def _close(pw_cm, browser) -> None:
+    try:
+        await browser.close()
+    finally:
+        await pw_cm.__aexit__(None, None, None)
+
+
+async def _print_page(browser, page_path: Path, timeout_ms: int) -> bytes:
+    """Print the local page ``page_path`` in a new page of ``browser``; every remote request is refused."""
+    remote: list[str] = []
+
+    async def route(r):
+        url = r.request.url
+        if url.startswith(("file:", "data:", "about:")):
+            await r.continue_()
+        else:
+            remote.append(url)
+            await r.abort()
+
+    page = await browser.new_page()
+    try:
+        await page.route("**/*", route)
+        await page.emulate_media(media="print")
+        await page.goto(page_path.as_uri(), wait_until="load", timeout=timeout_ms)
+        pdf = await page.pdf(print_background=True, format="A4")
+    finally:
+        await page.close()
+    if remote:
+        raise ReportRenderError(f"report HTML requested remote resources (blocked): {remote[:5]}")
+    return pdf
+
+
+class LaunchedChromium:
+    """Chromium launched through Playwright ahead of printing, on an event loop in a thread of its own.
+
+    The report worker launches one as the notebook starts executing, so Playwright's driver and
+    the browser (about 0.5 s) start beside the kernel instead of in front of the print. No page is
+    opened before :meth:`print_page`: a page is a renderer process, and that belongs to the print
+    stage. A launch that failed raises from :meth:`print_page`, where the exporter falls back to
+    ``chromium --print-to-pdf`` as it does when it launches itself.
+
+    Example::
+
+        >>> import nbformat
+        >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hello")])
+        >>> chromium = LaunchedChromium()
+        >>> print_notebook(nb, "chromium", chromium=chromium).pdf[:5]
+        b'%PDF-'
+        >>> chromium.close()
+    """
+
+    def __init__(self, executable_path: str | None = None, args: list[str] | tuple[str, ...] = CHROMIUM_ARGS):
+        self.executable_path = executable_path or chromium_path()
+        self.args = list(args)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="chromium-launch", daemon=True)
+        self._thread.start()
+        self._launched = asyncio.run_coroutine_threadsafe(_launch(self.executable_path, self.args), self._loop)
+
+    def print_page(self, page_path: Path, timeout_ms: int) -> bytes:
+        """PDF bytes of the local page ``page_path`` (waits for the launch to finish)."""
+        _, browser = self._launched.result()
+        return asyncio.run_coroutine_threadsafe(_print_page(browser, page_path, timeout_ms), self._loop).result()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the browser and Playwright's driver, then stop the thread."""
+        try:
+            pw_cm, browser = self._launched.result(timeout)
+            asyncio.run_coroutine_threadsafe(_close(pw_cm, browser), self._loop).result(timeout)
+        except Exception:  # a failed launch has nothing to close; a hung one dies with the process
+            pass
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._loop.close()
 
 
 def print_pdf_cli(html_path: Path, pdf_path: Path, chromium: str | None = None,
@@ -245,13 +317,14 @@ class PrintedReport:
     seconds: float = 0.0
 
 
-def print_notebook(nb, renderer: str = "auto", log=None) -> PrintedReport:
+def print_notebook(nb, renderer: str = "auto", log=None, chromium: LaunchedChromium | None = None) -> PrintedReport:
     """Print executed notebook ``nb`` (code cells hidden) with ``renderer``, one of
     :data:`~spark_research.export.report.RENDERERS`.
 
     ``auto`` tries chromium and falls back to LaTeX when chromium is missing or fails to print
     (:class:`ReportRenderError`); the result's ``fallback`` says what chromium said. If both fail,
-    the error names both.
+    the error names both. ``chromium``: a :class:`LaunchedChromium` to print on (else one is
+    launched for this print).
 
     Example::
 
@@ -266,6 +339,7 @@ def print_notebook(nb, renderer: str = "auto", log=None) -> PrintedReport:
     if renderer in ("auto", "chromium"):
         exporter = ChromiumPDFExporter()
         exporter.exclude_input = True
+        exporter.launched = chromium
         try:
             pdf, _ = exporter.from_notebook_node(nb)
             return PrintedReport(pdf, "chromium", None, time.perf_counter() - t0)

@@ -12,8 +12,9 @@ The pipeline for a backtest report (``render_report("backtest", params, "out.pdf
    metadata (``/SparkRenderer``).
 
 Steps 3 and 4 run in a worker process (:mod:`spark_research.export._report_worker`), started
-before step 1 so that its imports overlap the backtest: a ``cancel`` kills it with the kernel,
-chromium or xelatex it started. The backtest itself is not interruptible; a cancel during
+before step 1 so that its imports overlap the backtest; for the chromium route it launches the
+browser as step 3 begins, beside the kernel. A ``cancel`` kills it with the kernel, chromium or
+xelatex it started. The backtest itself is not interruptible; a cancel during
 step 1 takes effect at the next CSV batch.
 
 So the PDF holds the stats table, the equity and drawdown charts, monthly returns, a trade
@@ -43,13 +44,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from spark_research.config import PROJECT_ROOT
 from spark_research.export._process import kill_tree
 from spark_research.export.errors import ExportCancelledError, ExportParamError, ReportRenderError
-from spark_research.export.sources import open_source
-from spark_research.export.streaming import ProgressFn, write_csv
+
+if TYPE_CHECKING:  # the report worker imports this module for check_renderer: no pandas there
+    from spark_research.export.streaming import ProgressFn
 
 REPORTS_DIR = Path(os.environ.get("SPARK_REPORTS", PROJECT_ROOT / "notebooks" / "reports"))
 #: Report kind -> (notebook under ``notebooks/reports``, source of its records).
@@ -106,6 +108,8 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
 
     from spark_research.backtest.registry import identify
     from spark_research.export.report_data import write_backtest_artifacts
+    from spark_research.export.sources import open_source
+    from spark_research.export.streaming import write_csv
 
     directory = Path(directory)
     src = open_source("backtest_trades", params)
@@ -117,7 +121,7 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
     meta = {"strategy": res.strategy, "params": res.params, "symbols": res.symbols, "bars": src.context["bars"],
             "stats": res.stats, "request": {k: (v if k != "strategy" or isinstance(v, str) else identify(v).ref)
                                             for k, v in params.items()}}
-    return write_backtest_artifacts(directory, meta, res.equity, res.drawdown, table.to_pandas(), ATTACHMENT_NAME)
+    return write_backtest_artifacts(directory, meta, res.equity, res.drawdown, table, ATTACHMENT_NAME)
 
 
 def render_report(kind: str, params: Mapping[str, Any] | None, out: str | os.PathLike[str], *,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -72,13 +73,17 @@ class Table:
 
 
 def write_backtest_artifacts(directory: Path, meta: dict, equity: pd.Series, drawdown: pd.Series,
-                             trades: pd.DataFrame, trades_csv: str) -> Path:
-    """Write what :func:`load_backtest_artifacts` reads (used by the report pipeline)."""
+                             trades: pa.Table, trades_csv: str) -> Path:
+    """Write what :func:`load_backtest_artifacts` reads (used by the report pipeline).
+
+    ``trades``: the exported trades as the Arrow table the CSV was written from (with its
+    pandas metadata), written as it is.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meta.json").write_text(json.dumps({**meta, "trades_csv": trades_csv}, default=str, indent=1))
     pd.DataFrame({"equity": equity, "drawdown": drawdown}).rename_axis("timestamp").reset_index() \
         .to_parquet(directory / "equity.parquet", index=False)
-    trades.to_parquet(directory / "trades.parquet", index=False)
+    pq.write_table(trades, directory / "trades.parquet")
     return directory
 
 
@@ -132,6 +137,17 @@ def trade_summary(trades: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("side")  # built row-wise so counts stay integers
 
 
+def _plot_times(index: pd.Index) -> np.ndarray | pd.Index:
+    """A zone-aware time index as ``datetime`` objects, which matplotlib plots as they are.
+
+    Given the index itself, matplotlib first makes an array of pandas Timestamps of it, about a
+    quarter of the chart's time for 4,000 points; the chart is the same (pixels and time zone).
+    """
+    if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
+        return index.to_pydatetime()
+    return index
+
+
 def equity_figure(equity: pd.Series, drawdown: pd.Series, max_points: int = 4_000):
     """A matplotlib figure: equity on top, drawdown (%) below; long series thinned for plotting."""
     import matplotlib.pyplot as plt
@@ -139,10 +155,10 @@ def equity_figure(equity: pd.Series, drawdown: pd.Series, max_points: int = 4_00
     step = max(1, len(equity) // max_points)
     eq, dd = equity.iloc[::step], drawdown.iloc[::step]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 4.6), sharex=True, height_ratios=(2, 1))
-    ax1.plot(eq.index, eq.to_numpy(), lw=0.9, color="#1f5fa8")
+    ax1.plot(_plot_times(eq.index), eq.to_numpy(), lw=0.9, color="#1f5fa8")
     ax1.set_ylabel("equity")
     ax1.set_title("Equity and drawdown")
-    ax2.fill_between(dd.index, dd.to_numpy() * 100, 0, color="#c0392b", alpha=0.5, lw=0)
+    ax2.fill_between(_plot_times(dd.index), dd.to_numpy() * 100, 0, color="#c0392b", alpha=0.5, lw=0)
     ax2.set_ylabel("drawdown %")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
