@@ -75,6 +75,19 @@ def to_frame(bars: pd.DataFrame) -> pd.DataFrame:
     return bars
 
 
+def check_options(*, fees: float, slippage: float, init_cash: float, direction: str, fill: str) -> None:
+    """Raise ``ValueError`` naming the first engine option (of ``run_backtest`` and the sweep paths) that is invalid."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    for name, value in (("fees", fees), ("slippage", slippage)):
+        if not (np.isfinite(value) and 0 <= value < 1):
+            raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
+    if not (np.isfinite(init_cash) and init_cash > 0):
+        raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+
+
 def _is_utc_aware(bars: pd.DataFrame | Mapping[str, pd.DataFrame]) -> bool:
     frame = next(iter(bars.values())) if isinstance(bars, Mapping) else bars
     ts = frame["timestamp"] if "timestamp" in frame.columns else frame.index
@@ -256,15 +269,7 @@ def run_backtest(
     """
     t0 = time.perf_counter()
     strat = get_strategy(strategy)
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    for name, value in (("fees", fees), ("slippage", slippage)):
-        if not (np.isfinite(value) and 0 <= value < 1):
-            raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
-    if not (np.isfinite(init_cash) and init_cash > 0):
-        raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+    check_options(fees=fees, slippage=slippage, init_cash=init_cash, direction=direction, fill=fill)
     # plain floats: an int here would make numba compile a second from_signals kernel
     fees, slippage, init_cash = float(fees), float(slippage), float(init_cash)
     resolved = strat.resolve(dict(params or {}))

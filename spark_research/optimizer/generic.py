@@ -579,17 +579,9 @@ def _vectorbt_min_size() -> float:
 
 def _check_options(fees: float, slippage: float, init_cash: float, size: float | None, direction: str,
                    fill: str) -> None:
-    from spark_research.backtest.engine import DIRECTIONS, FILLS
+    from spark_research.backtest.engine import check_options
 
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    for name, value in (("fees", fees), ("slippage", slippage)):
-        if not (np.isfinite(value) and 0 <= value < 1):
-            raise ValueError(f"{name} must be a fraction in [0, 1), got {value!r}")
-    if not (np.isfinite(init_cash) and init_cash > 0):
-        raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+    check_options(fees=fees, slippage=slippage, init_cash=init_cash, direction=direction, fill=fill)
     if size and not (np.isfinite(size) and size > 0):
         raise ValueError(f"size must be a value > 0 in quote currency (or None for all cash), got {size!r}")
 
