@@ -67,3 +67,22 @@ def test_cancel_from_another_process_stops_a_running_sweep_within_1s(cli_env, tm
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_run_a_strategy_from_a_file(cli_env, capsys, tmp_path):
+    path = tmp_path / "dip.py"
+    path.write_text(
+        "from spark_research.backtest import Param, Signals, Strategy\n"
+        "class Dip(Strategy):\n"
+        "    window = Param(20, low=5, high=200, step=5)\n"
+        "    def signals(self, bars, window):\n"
+        "        ma = bars['close'].rolling(window).mean()\n"
+        "        return Signals(entries=bars['close'] < 0.995 * ma, exits=bars['close'] > ma)\n")
+    rc = main(["sweep", "run", "--strategy", f"{path}:Dip", "--symbols", "BTCUSDT", "--grid", "window=10,20,40",
+               "--end", "2024-01-03", "--id", "cli-file", "--top", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.strip().endswith("cli-file"), out
+    assert main(["sweep", "status", "cli-file"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["status"] == "completed" and status["strategy"] == "Dip"
+    assert status["check"]["kind"] == "lookahead" and status["check"]["passed"]
