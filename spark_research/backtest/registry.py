@@ -500,7 +500,7 @@ _LOADED: dict[tuple[str | None, str], type[Strategy]] = {}
 def to_payload(ref: StrategyLike) -> StrategyPayload:
     """The :class:`StrategyPayload` that ships ``ref`` to workers."""
     cls = resolve_strategy(ref)
-    ident = identify(ref if not isinstance(ref, str) or ":" in ref else cls)
+    ident = identify(ref)
     if ident.kind == "shipped":
         return StrategyPayload(ident.ref, import_ref=ident.ref, source_hash=ident.source_hash)
     if _importable(cls):

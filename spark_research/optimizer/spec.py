@@ -77,7 +77,7 @@ class SweepSpec:
     def __post_init__(self) -> None:
         self.validate()
         if self.strategy_id is None:
-            self.strategy_id = {**identify(self.strategy).to_dict(), "params": list(get_strategy(self.strategy).params)}
+            self.strategy_id = strategy_identity(self.strategy)
 
     @property
     def identity(self) -> StrategyIdentity | None:
@@ -175,6 +175,11 @@ class SweepSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def strategy_identity(strategy: Any) -> dict[str, Any]:
+    """What a spec records of its strategy: the :class:`StrategyIdentity` and the declared parameter names."""
+    return {**identify(strategy).to_dict(), "params": list(get_strategy(strategy).params)}
 
 
 def _py(v: Any) -> Any:

@@ -31,7 +31,7 @@ import pandas as pd
 from spark_research.backtest import BacktestResult, ParameterError, get_strategy, run_backtest, split_symbols
 from spark_research.backtest.registry import StrategyError, StrategyPayload, identify, probe_payload, to_payload
 from spark_research.optimizer.scheduler import Job, JobCancelled, JobFailed, JobStatus, Scheduler
-from spark_research.optimizer.spec import SpecError, SweepSpec, combinations, param_values
+from spark_research.optimizer.spec import SpecError, SweepSpec, combinations, param_values, strategy_identity
 from spark_research.optimizer.steps import evaluate_step, uses_fused
 from spark_research.optimizer.store import SweepStore
 
@@ -516,8 +516,7 @@ def _py(v: Any) -> Any:
 
 def refresh_identity(spec: SweepSpec) -> SweepSpec:
     """``spec`` recording the strategy's current code; warns when it differs from the recorded code."""
-    current = identify(spec.strategy).to_dict()
-    current["params"] = list(get_strategy(spec.strategy).params)
+    current = strategy_identity(spec.strategy)
     if spec.strategy_id is not None and spec.strategy_id.get("source_hash") != current["source_hash"]:
         warn_if_changed(spec, "this sweep spec")
     spec.strategy_id = current

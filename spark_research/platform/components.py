@@ -131,6 +131,7 @@ class Platform:
             self.states["prometheus"].state = "disabled"
         self.pipeline = None
         self.ingest = None  #: the supervised ingest process (platform.supervisor.Supervised)
+        self._worker_pids: dict[str, int] = {}  # Dask worker address -> pid, for /health
         self.book = None
         self.live_session = None
         self.exports = None
@@ -258,9 +259,13 @@ class Platform:
             procs["ingest"] = {**self.ingest.info(), "runs": ["replay exchange", "ingest", "bar channel"]}
         if self.optimizer is not None:
             try:
-                pids = self.optimizer.client.run(os.getpid, nanny=False)
-                for i, (addr, pid) in enumerate(sorted(pids.items())):
-                    procs[f"dask-worker-{i}"] = {"pid": pid, "state": "up", "address": addr}
+                client = self.optimizer.client
+                addrs = sorted(client.scheduler_info()["workers"])  # the client's cached view: no RPC
+                new = [a for a in addrs if a not in self._worker_pids]
+                if new:  # a worker's pid is asked once (a restarted worker comes back on a new address)
+                    self._worker_pids.update(client.run(os.getpid, workers=new, nanny=False))
+                for i, addr in enumerate(addrs):
+                    procs[f"dask-worker-{i}"] = {"pid": self._worker_pids[addr], "state": "up", "address": addr}
             except Exception as exc:
                 procs["dask-workers"] = {"state": "down", "error": f"{type(exc).__name__}: {exc}"}
         return procs
