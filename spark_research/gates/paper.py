@@ -23,7 +23,6 @@ Example::
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -122,7 +121,7 @@ class PaperEngine:
         self._cols: dict[str, list[float]] = {k: [] for k in _FIELDS}
         self._pending: Side | None = None
         self._pending_id: str | None = None
-        self._ids = itertools.count(1)
+        self.orders_placed = 0  #: paper orders numbered so far (ids ``<label>-<symbol>-<n>``, n from 1)
 
     @property
     def bars_seen(self) -> int:
@@ -168,8 +167,42 @@ class PaperEngine:
             self._cols[k].append(row[k])
         self._pending = self._signal()
         if self._pending is not None:
-            self._pending_id = f"{self.label}-{self.symbol}-{next(self._ids)}"
+            self.orders_placed += 1
+            self._pending_id = f"{self.label}-{self.symbol}-{self.orders_placed}"
         return fills
+
+    def warm(self, bar: Mapping[str, Any] | Any) -> None:
+        """Add ``bar`` to the history without trading: a restarted engine re-reading bars it already traded on."""
+        ts, row = self._read(bar)
+        self._ts.append(ts)
+        for k in _FIELDS:
+            self._cols[k].append(row[k])
+        self._pending = self._pending_id = None
+
+    def restore(self, fills: list[Fill], orders_placed: int = 0) -> None:
+        """Continue from the paper ``fills`` of an earlier run of this engine (oldest first): cash and
+        position as they left them, order numbers after every one used (``orders_placed`` and the fills').
+
+        Example::
+
+            >>> e = PaperEngine("sma_cross", {"fast": 3, "slow": 10}, symbol="BTCUSDT")
+            >>> e.restore([Fill("sma_cross-BTCUSDT-4", "sma_cross", "BTCUSDT", 1, "buy", 0.1, 30_000.0, 3.0, "paper")])
+            >>> e.position, e.orders_placed
+            (0.1, 4)
+        """
+        cash, position, highest = self.init_cash, 0.0, int(orders_placed)
+        for f in fills:
+            if f.side == "buy":
+                cash, position = cash - f.size * f.price - f.fees, position + f.size
+            else:
+                cash, position = cash + f.size * f.price - f.fees, position - f.size
+            tail = f.order_id.rsplit("-", 1)[-1]
+            if tail.isdigit():
+                highest = max(highest, int(tail))
+        self.cash = 0.0 if abs(cash) < 1e-9 * self.init_cash else cash  # a buy spends all cash
+        self.position = 0.0 if abs(position) < 1e-12 else position
+        self.fills = list(fills)
+        self.orders_placed = highest
 
     @property
     def pending_order(self) -> Order | None:

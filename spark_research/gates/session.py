@@ -116,6 +116,25 @@ class PaperLiveSession:
         self._saved = len(self.paper_fills) + len(self.live_fills)
         return self.fills_path
 
+    def resume(self, frame: pd.DataFrame, orders_placed: int = 0) -> None:
+        """Continue after a restart from the fills this session kept (:meth:`record_fills`' file, read
+        back as ``frame``): its paper and live fills stay (none lost, none written twice), the
+        engine's cash, position and order numbers and the live position carry on from them.
+        Bars it already traded on are fed with ``session.engine.warm(bar)`` (history, no orders).
+        """
+        fills = [Fill(str(r.order_id), str(r.strategy), str(r.symbol), int(pd.Timestamp(r.timestamp).value),
+                      str(r.side), float(r.size), float(r.price), float(r.fees), str(r.venue))
+                 for r in frame.itertuples(index=False)]
+        self.paper_fills = [f for f in fills if f.venue == "paper"]
+        self.live_fills = [f for f in fills if f.venue != "paper"]
+        self.live_position = sum(f.size if f.side == "buy" else -f.size for f in self.live_fills)
+        if abs(self.live_position) < 1e-12:
+            self.live_position = 0.0
+        self.engine.restore(self.paper_fills, max(orders_placed, max(
+            (int(f.order_id.rsplit("-", 1)[-1]) for f in self.live_fills if f.order_id.rsplit("-", 1)[-1].isdigit()),
+            default=0)))
+        self._saved = len(fills)
+
     def replay(self, bars: pd.DataFrame) -> None:
         """Feed every row of ``bars`` (one symbol, oldest first)."""
         for bar in bars.to_dict("records"):

@@ -131,9 +131,12 @@ class Platform:
             self.states["prometheus"].state = "disabled"
         self.pipeline = None
         self.ingest = None  #: the supervised ingest process (platform.supervisor.Supervised)
-        self._worker_pids: dict[str, int] = {}  # Dask worker address -> pid, for /health
+        self._worker_pids: dict[str, int] = {}  # Dask worker address -> pid, for /health (external scheduler)
+        #: the Dask scheduler and workers spark serve supervises (none with an external scheduler)
+        self.dask_procs: dict[str, Any] = {}
         self.book = None
-        self.live_session = None
+        self.gates_proc = None  #: the supervised paper/live session and demo desk (gates.service)
+        self.gates_url: str | None = None
         self.exports = None
         self.optimizer = None
         self.prometheus = None
@@ -254,10 +257,15 @@ class Platform:
         """Every process of the platform: pid, state, restarts, uptime (``/health``'s ``processes``)."""
         procs: dict[str, Any] = {"web": {"pid": os.getpid(), "state": "up", "restarts": 0,
                                          "uptime_s": round(time.monotonic() - self.t0, 1),
-                                         "runs": ["web server and apps", "gates", "exports", "dask client"]}}
+                                         "runs": ["web server and apps", "dask client"]}}
         if self.ingest is not None:
             procs["ingest"] = {**self.ingest.info(), "runs": ["replay exchange", "ingest", "bar channel"]}
-        if self.optimizer is not None:
+        if self.gates_proc is not None:
+            procs["gates"] = {**self.gates_proc.info(), "runs": ["paper/live session", "gates", "demo desk"]}
+        for name, proc in sorted(self.dask_procs.items()):
+            procs[name] = {**proc.info(), "address": proc.ready_info.get("address"),
+                           "runs": ["dask scheduler"] if name == "dask-scheduler" else ["dask worker"]}
+        if self.optimizer is not None and not self.dask_procs:  # an external cluster: its workers, as seen
             try:
                 client = self.optimizer.client
                 addrs = sorted(client.scheduler_info()["workers"])  # the client's cached view: no RPC
@@ -284,7 +292,10 @@ class Platform:
             return not self._stop.is_set(), {"bars_archived_until": self._archived_until,
                                              "channel_reconnects": self.pipeline.channel_reconnects}
         if name == "gates":
-            return True, {"gates": {g.name: g.snapshot()["state"] for g in self.book}}
+            proc = self.gates_proc.info()
+            self.book.sync()
+            return proc["state"] == "up", {"gates": {g.name: g.snapshot()["state"] for g in self.book},
+                                           "process": proc}
         if name == "exports":
             return not self.exports._pool._shutdown, {"root": str(self.exports.root)}
         if name == "optimizer":
@@ -394,31 +405,53 @@ class Platform:
 
     # ------------------------------------------------------------------ gates
     def _start_gates(self) -> dict[str, Any]:
+        """The live session and the demo desk in a supervised process; this process keeps a book that
+        follows the audit log (the gate control app's), where the two meet."""
+        import json
+        import sys
+
+        from spark_research.gates.service import OWNED_METRICS as OWNED_BY_GATES
+        from spark_research.platform.supervisor import Supervised
         from spark_research.views.gates import shared_desk
 
-        os.environ.setdefault("SPARK_GATE_DEMO_BARS", str(self.config.gate_demo_bars))
-        self.book, _ = shared_desk()  # the same book the gate control app's sessions share
-        # The live paper engine needs the stream; attach it when the stream is up.
         deadline = time.monotonic() + 60
-        while self.pipeline is None:
+        while self.pipeline is None:  # the session trades the ingest's stream
             if self.states["streams"].state == "failed" or time.monotonic() > deadline or self._stop.is_set():
-                return {"gates": len(list(self.book)), "live_session": None}
+                raise RuntimeError("the live session needs the streams component, which did not come up")
             time.sleep(0.05)
-        self.live_session = _live_session(self.book, self.pipeline, self.config.symbol, self.config.strategy,
-                                          self.config.live_params)
-        return {"gates": len(list(self.book)), "live_session": self.live_session.gate.name}
+        var = self.config.var_dir
+        demo_bars = int(os.environ.get("SPARK_GATE_DEMO_BARS", self.config.gate_demo_bars))
+        os.environ["SPARK_GATE_DEMO_BARS"] = "0"  # this process's desk: the audit log and the drift files
+        port = _free_port()
+        argv = [sys.executable, "-m", "spark_research.gates.service", "--ingest-url", self.pipeline.base_url,
+                "--symbol", self.config.symbol, "--strategy", str(self.config.strategy),
+                "--params", json.dumps(self.config.live_params), "--var", str(var),
+                "--run-id", f"{os.getpid()}-{int(time.time())}", "--demo-bars", str(demo_bars),
+                "--port", str(port), "--state-file", str(var / "run" / "gates.json")]
+        self.gates_proc = Supervised("gates", argv, state_file=var / "run" / "gates.json",
+                                     env={"SPARK_VAR": str(var)}, log_file=var / "log" / "gates.log").start()
+        metrics.relay(f"http://127.0.0.1:{port}/metrics", OWNED_BY_GATES)
+        self.gates_url = f"http://127.0.0.1:{port}"
+        self.book, _ = shared_desk()  # the gate control app's book
+        self.book.sync()
+        return {"gates": len(self.book), "live_session": self.gates_proc.ready_info.get("live_gate"),
+                "gates_url": self.gates_url}
 
     def _stop_gates(self) -> None:
+        if self.gates_proc is not None:
+            self.gates_proc.stop()
         audit = getattr(self.book, "audit", None)
         if audit is not None and hasattr(audit, "close"):
             audit.close()
 
     # ------------------------------------------------------------------ optimizer
     def _start_optimizer(self) -> dict[str, Any]:
-        from spark_research.optimizer.cluster import connect
+        from distributed import Client
 
         try:
-            self._client = connect(self.config.dask_scheduler, n_workers=self.config.n_workers)
+            address = self.config.dask_scheduler or self._start_dask_processes()
+            # a restarted scheduler is back within seconds: the client reconnects inside its timeout
+            self._client = Client(address, timeout="30s")
         finally:
             self.cluster_spawned.set()
         self._imports_done.wait(120)
@@ -428,13 +461,44 @@ class Platform:
         self._client.wait_for_workers(1, timeout=60)
         return {"scheduler": self._client.scheduler.address, "dashboard": self._client.dashboard_link}
 
+    def _start_dask_processes(self) -> str:
+        """The Dask scheduler and each worker as supervised processes (``optimizer.service``); returns the address."""
+        import sys
+
+        from spark_research.optimizer.service import worker_memory_limit
+        from spark_research.platform.supervisor import Supervised
+
+        run, logs = self.config.var_dir / "run", self.config.var_dir / "log"
+        logs.mkdir(parents=True, exist_ok=True)
+        port = _free_port()  # fixed for the life of spark serve: a restarted scheduler is found where it was
+        address = f"tcp://127.0.0.1:{port}"
+        module = [sys.executable, "-m", "spark_research.optimizer.service"]
+        self.dask_procs["dask-scheduler"] = Supervised(
+            "dask-scheduler", module + ["scheduler", "--port", str(port), "--state-file", str(run / "dask-scheduler.json")],
+            state_file=run / "dask-scheduler.json", log_file=logs / "dask-scheduler.log").start()
+        memory = worker_memory_limit(self.config.n_workers)
+        workers = [Supervised(f"dask-worker-{i}", module + [
+            "worker", "--scheduler", address, "--name", f"w{i}", "--memory-limit", memory,
+            "--state-file", str(run / f"dask-worker-{i}.json")],
+            state_file=run / f"dask-worker-{i}.json", log_file=logs / f"dask-worker-{i}.log")
+            for i in range(self.config.n_workers)]
+        threads = [threading.Thread(target=w.start, daemon=True) for w in workers]  # they boot side by side
+        for w, t in zip(workers, threads):
+            self.dask_procs[w.name] = w
+            t.start()
+        for t in threads:
+            t.join(90)
+        return address
+
     def _stop_optimizer(self) -> None:
         if self.optimizer is not None:
             self.optimizer.close()  # the scheduler; the client is ours, closed below
         if self._client is not None:
             from spark_research.optimizer.cluster import close_client
 
-            close_client(self._client)  # and the LocalCluster with its worker processes
+            close_client(self._client)
+        for name in sorted(self.dask_procs, reverse=True):  # workers first, then their scheduler
+            self.dask_procs[name].stop()
 
     # ------------------------------------------------------------------ prometheus
     def _start_prometheus(self) -> dict[str, Any]:
@@ -543,21 +607,6 @@ def _free_port() -> int:
 
 def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-def _live_session(book, pipeline, symbol: str, strategy: Any = "sma_cross", params: dict[str, Any] | None = None):
-    """A paper engine running ``strategy`` on the live stream's 1 s bars, its orders sent to the replay
-    exchange's order entry (:class:`~spark_research.gates.venue.ExchangeVenue`), gated in ``book``."""
-    from spark_research.gates.demo import LIVE_THRESHOLDS
-    from spark_research.gates.session import PaperLiveSession, stream_bar_callback
-    from spark_research.gates.venue import ExchangeVenue
-
-    venue = ExchangeVenue(pipeline.exchange.rest_url, name="replay")
-    session = PaperLiveSession.create(strategy, symbol, book, venue, params=params, thresholds=LIVE_THRESHOLDS)
-    session.record_fills()  # var/gates/fills: what the export "fills" source reads
-    # on its own thread: an order's round trip must not hold up the ingest's event loop
-    pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))
-    return session
 
 
 def _prime_metrics() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Mapping
 
 import holoviews as hv
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from spark_research.config import settings
 from spark_research.gates.auth import UserDirectory
 from spark_research.gates.errors import EmptyReasonError, GatePermissionError, UnknownGateError
 from spark_research.gates.gate import GateBook
@@ -51,7 +53,7 @@ class GateControl(param.Parameterized):
                  drifts: dict[str, pd.DataFrame] | None = None, **params):
         super().__init__(**params)
         self.book, self.users, self.user = book, users, user
-        self.drifts = drifts or {}
+        self.drifts = drifts if drifts is not None else {}
         self._sync_gates()
 
     # ------------------------------------------------------------------ who
@@ -207,9 +209,34 @@ def shared_desk(demo_bars: int = 240) -> tuple[GateBook, dict[str, pd.DataFrame]
             users = UserDirectory.default()
             book = GateBook.from_audit(AuditLog(), authorize=users.is_operator)
             n = int(os.environ.get("SPARK_GATE_DEMO_BARS", demo_bars))
-            sessions = run_demo(book, n_bars=n) if n > 0 else {}
-            pn.state.cache[key] = (book, {name: s.drift_frame() for name, s in sessions.items()})
+            if n > 0:
+                sessions = run_demo(book, n_bars=n)
+                drifts: Mapping[str, pd.DataFrame] = {name: s.drift_frame() for name, s in sessions.items()}
+            else:  # the desk runs elsewhere (spark serve's gates process): its drift frames are files
+                drifts = _DriftFiles(settings().var_dir)
+            pn.state.cache[key] = (book, drifts)
         return pn.state.cache[key]
+
+
+class _DriftFiles(Mapping):
+    """The demo desk's drift frames as the gates process wrote them (read when asked, so they appear once written)."""
+
+    def __init__(self, var_dir):
+        self.var_dir = var_dir
+
+    def __getitem__(self, gate: str) -> pd.DataFrame:
+        from spark_research.gates.service import demo_drift_path
+
+        path = demo_drift_path(self.var_dir, gate)
+        if not path.exists():
+            raise KeyError(gate)
+        return pd.read_parquet(path)
+
+    def __iter__(self):
+        return iter(p.stem.replace("__", "/") for p in sorted((self.var_dir / "gates" / "demo").glob("*.parquet")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def session_control() -> GateControl:

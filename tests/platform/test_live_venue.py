@@ -11,7 +11,9 @@ from spark_research.gates.demo import DEMO_VENUES, LIVE_THRESHOLDS
 from spark_research.gates.gate import GateBook
 from spark_research.gates.model import Order
 from spark_research.gates.venue import ExchangeVenue
-from spark_research.platform.components import DEMO_ORDERS, _live_session
+from spark_research.gates.service import live_session
+from spark_research.gates.session import stream_bar_callback
+from spark_research.platform.components import DEMO_ORDERS
 from spark_research.streams.orders import OrderConfig
 from spark_research.streams.pipeline import StreamPipeline
 
@@ -31,7 +33,8 @@ def test_live_session_sends_its_orders_to_the_pipelines_exchange(tmp_path, monke
     orders = OrderConfig.parse(DEMO_ORDERS["BTCUSDT"])
     pipeline = StreamPipeline(rate=1_000, n=20_000, root=tmp_path / "ingest", orders=orders).start()
     try:
-        session = _live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT")
+        session = live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT")
+        pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))
         venue = session.venue
         assert isinstance(venue, ExchangeVenue) and venue.base_url == pipeline.exchange.rest_url
         assert pipeline.exchange.status()["orders"]["config"]["slippage_bps"] == orders.slippage_bps
@@ -67,7 +70,8 @@ def test_served_live_session_runs_a_user_strategy_named_on_the_command_line(tmp_
     pipeline = StreamPipeline(rate=1_000, n=20_000, root=tmp_path / "ingest",
                               orders=OrderConfig.parse(DEMO_ORDERS["BTCUSDT"])).start()
     try:
-        session = _live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT", cfg.strategy, cfg.live_params)
+        session = live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT", cfg.strategy, cfg.live_params)
+        pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))
         assert session.engine.strategy_cls.__name__ == "QuickFlip" and session.engine.params == {"window": 3}
         assert session.gate.name.startswith("QuickFlip")
         deadline = time.monotonic() + 30
