@@ -148,14 +148,10 @@ def _warm(args: argparse.Namespace) -> int:
     With a valid cache everything loads from disk; a kernel compiled here is saved for later runs.
     """
     t0 = time.perf_counter()
-    import numpy as np
-    import pandas as pd
-
     from spark_research.backtest.engine import run_backtest
     from spark_research.backtest.strategies import STRATEGIES
     from spark_research.data.synthetic import generate_bars
-    from spark_research.optimizer.fused import FUSED_PARAMS, evaluate_fused
-    from spark_research.optimizer.generic import warm_generic
+    from spark_research.optimizer.warm import warm_sweep_kernels
 
     bars = generate_bars("BTCUSDT", n=2_000, seed=1)
     multi = {s: generate_bars(s, n=500, seed=1) for s in ("BTCUSDT", "ETHUSDT")}
@@ -164,10 +160,7 @@ def _warm(args: argparse.Namespace) -> int:
             for direction in ("longonly", "both"):
                 res = run_backtest(name, data, direction=direction)
                 _ = res.stats, res.trades, res.orders, res.drawdown
-    for name, params in FUSED_PARAMS.items():  # the sweeps' fused kernels, at each strategy's defaults
-        combo = pd.DataFrame([{p: STRATEGIES[name].defaults()[p] for p in params}])
-        evaluate_fused(name, bars, combo, checkpoints=np.array([999], dtype=np.int64))
-    warm_generic()  # the sweep kernel of every other strategy
+    warm_sweep_kernels()  # the sweeps' fused kernels and the generic one (what each Dask worker loads as it joins)
     print(f"numba kernels ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 

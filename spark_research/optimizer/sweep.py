@@ -247,15 +247,20 @@ class Optimizer:
     ``client``: an existing ``distributed.Client``; else one from :func:`connect`
     (``address`` or ``SPARK_DASK_SCHEDULER``, or a LocalCluster of ``n_workers``).
     ``bar_store``: where bars come from when :meth:`submit` gets none (default store).
+    ``warm_workers``: register :class:`~spark_research.optimizer.warm.WarmKernels`, so each worker loads
+    the sweep kernels when it joins instead of on its first step.
     """
 
     def __init__(self, client=None, *, address: str | None = None, n_workers: int | None = None,
                  store: SweepStore | None = None, bar_store=None, max_inflight_per_worker: int = 2,
-                 max_queued_steps: int = 100_000, persist: bool = True):
+                 max_queued_steps: int = 100_000, persist: bool = True, warm_workers: bool = True):
         from spark_research.optimizer.cluster import connect
+        from spark_research.optimizer.warm import register_warm_plugin
 
         self._owns_client = client is None
         self.client = client if client is not None else connect(address, n_workers=n_workers)
+        if warm_workers:  # every worker, present or joining later, loads the sweep kernels before its first step
+            register_warm_plugin(self.client)
         self.scheduler = Scheduler(self.client, max_inflight_per_worker=max_inflight_per_worker,
                                    max_queued_steps=max_queued_steps)
         self.store = store or SweepStore()

@@ -71,9 +71,11 @@ class Supervised:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             with self._lock:
+                # its own process group: a Ctrl-C in the terminal reaches spark serve, which stops
+                # the children in order (a child that died of the SIGINT would be restarted meanwhile)
                 self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                              env={**os.environ, "SPARK_SUPERVISOR_PID": str(os.getpid()),
-                                                  **(self.env or {})})
+                                                  **(self.env or {})}, process_group=0)
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
