@@ -3,6 +3,7 @@
 Public surface (imported lazily)::
 
     from spark_research.data import BarStore, validate_bars, generate_bars, load_sample
+    from spark_research.data import generate_universe, import_klines   # universe scale
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ _EXPORTS = {
     "generate_bars": "synthetic",
     "generate_trades": "synthetic",
     "load_file": "loaders",
+    "StoreAccessError": "fs",
+    "generate_universe": "universe",
+    "universe_symbols": "universe",
+    "import_klines": "importer",
 }
 __all__ = sorted(_EXPORTS)
 

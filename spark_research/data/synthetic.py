@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -137,3 +138,91 @@ def generate_trades(
         "side": np.where(side_buy, "buy", "sell"),
         "symbol": symbol,
     })
+
+
+# ------------------------------------------------------------------ universe scale
+def _universe_price(rng: np.random.Generator, symbol: str) -> tuple[float, float]:
+    """Starting price and tick of ``symbol``: the sample's if known, else drawn (0.1 .. 30k)."""
+    if symbol in SYMBOLS:
+        return SYMBOLS[symbol]
+    p0 = float(10 ** rng.uniform(-1.0, 4.5))
+    tick = float(10 ** (np.floor(np.log10(p0)) - 4))
+    return float(np.round(p0 / tick) * tick), tick
+
+
+def _regime_runs(rng: np.random.Generator, n: int, state: int) -> tuple[np.ndarray, int]:
+    """A regime path of ``n`` steps drawn run by run (geometric holding times, then a jump to
+    another regime in proportion to :data:`TRANSITIONS`): the same chain as ``_regime_path``
+    but a few hundred draws a month instead of a Python step per bar."""
+    states = np.empty(n, dtype=np.int8)
+    pos = 0
+    while pos < n:  # bounded: every pass fills at least one bar
+        run = int(rng.geometric(1.0 - TRANSITIONS[state, state]))
+        states[pos:pos + run] = state
+        pos += run
+        jump = TRANSITIONS[state].copy()
+        jump[state] = 0.0
+        state = int(rng.choice(4, p=jump / jump.sum()))
+    return states, state
+
+
+def generate_bars_monthly(
+    symbol: str,
+    start: str | pd.Timestamp = "2024-01-01",
+    end: str | pd.Timestamp = "2025-01-01",
+    seed: int = 42,
+    freq: str = "1min",
+) -> Iterator[pd.DataFrame]:
+    """Yield seeded bars of ``symbol`` for ``start <= timestamp < end``, one calendar month per frame.
+
+    Memory stays at one month whatever the span, so a universe of years streams to the store.
+    The path continues across months (price, regime and random stream carry over); the same
+    ``seed``, symbol and ``start`` give the same bytes, and a longer ``end`` only appends months.
+    It is a different stream from :func:`generate_bars` (whose outputs golden files pin).
+
+    Example::
+
+        >>> frames = list(generate_bars_monthly("U000USDT", "2024-01-30", "2024-02-02", seed=1))
+        >>> [len(f) for f in frames], frames[1]["timestamp"].iloc[0].month
+        ([2880, 1440], 2)
+    """
+    t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
+    t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
+    t1 = t1.tz_localize("UTC") if t1.tzinfo is None else t1.tz_convert("UTC")
+    if t1 <= t0:
+        raise ValueError(f"end must be after start, got start={t0} end={t1}")
+    rng = _rng(seed, symbol + "/universe")
+    p0, tick = _universe_price(rng, symbol)
+    base_volume = 1_000_000.0 / p0  # about $1M per minute
+    prev_close, state = float(np.round(p0 / tick) * tick), 0
+    month = t0.tz_localize(None).to_period("M")
+    while True:  # bounded by the months between start and end
+        lo = max(t0, month.start_time.tz_localize("UTC"))
+        hi = min(t1, (month + 1).start_time.tz_localize("UTC"))
+        if lo >= t1:
+            return
+        ts = pd.date_range(lo, hi, freq=freq, inclusive="left")
+        month += 1
+        n = len(ts)
+        if n == 0:
+            continue
+        states, state = _regime_runs(rng, n, state)
+        drift, vol = REGIMES[states, 0], REGIMES[states, 1]
+        rets = drift + vol * rng.standard_normal(n)
+        close = np.maximum(np.round(prev_close * np.cumprod(1.0 + rets) / tick) * tick, tick)
+        open_ = np.empty(n)
+        open_[0] = prev_close
+        open_[1:] = close[:-1]
+        prev_close = float(close[-1])
+        body_hi, body_lo = np.maximum(open_, close), np.minimum(open_, close)
+        wicks = np.abs(rng.standard_normal((2, n))) * vol * 0.5 * close
+        high = np.maximum(np.round((body_hi + wicks[0]) / tick) * tick, body_hi)
+        low = np.minimum(np.maximum(np.round((body_lo - wicks[1]) / tick) * tick, tick), body_lo)
+        minute_of_day = (ts.hour * 60 + ts.minute).to_numpy()
+        seasonal = 1.0 + 0.6 * np.cos(2 * np.pi * minute_of_day / 1440.0) ** 2
+        volume = np.round(base_volume * seasonal * (1.0 + 40.0 * np.abs(rets)) * rng.lognormal(0.0, 0.4, n), 6)
+        yield pd.DataFrame({
+            "timestamp": ts.astype(TS_DTYPE),
+            "open": open_, "high": high, "low": low, "close": close,
+            "volume": volume, "symbol": symbol,
+        })
