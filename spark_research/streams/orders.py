@@ -17,6 +17,7 @@ accepted and ignored):
 * ``GET /api/v3/order?symbol=&origClientOrderId=`` (or ``orderId``) → the order's status, ``NEW``
   while it travels: how a client whose POST timed out learns whether it exists
 * ``GET /api/v3/myTrades?symbol=&orderId=`` → the order's executions
+* ``GET /api/v3/exchangeInfo`` → the traded symbol and its filters (ccxt's ``load_markets`` reads it)
 
 Errors are HTTP 400 ``{"code": ..., "msg": ...}`` with Binance's codes (-1102 missing parameter,
 -1100 malformed, -1013 invalid quantity/price, -1111 too precise, -1115/-1116/-1117 bad enum,
@@ -473,10 +474,33 @@ class _MyTradesHandler(_OrderApi):
         self.reply([t for o in orders for t in o.trades()][-1000:])
 
 
+class _ExchangeInfoHandler(_OrderApi):
+    """``GET /api/v3/exchangeInfo``: the symbol this exchange trades with its tick and lot filters, in
+    Binance's shape (what ccxt's ``load_markets`` reads before its first order)."""
+
+    def get(self) -> None:
+        ex = self.exchange
+        quote = quote_asset(ex.symbol)
+        tick = f"{10.0 ** -ex.decimals:.8f}"
+        self.reply({"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": [{
+            "symbol": ex.symbol, "status": "TRADING", "baseAsset": ex.symbol[: -len(quote)], "baseAssetPrecision": 8,
+            "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": False,
+            "ocoAllowed": False, "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False,
+            "cancelReplaceAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+            "filters": [{"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "10000000.00000000",
+                         "tickSize": tick},
+                        {"filterType": "LOT_SIZE", "minQty": _qty(1), "maxQty": "90000000.00000000",
+                         "stepSize": _qty(1)}],
+            "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": ["EXPIRE_MAKER"]}]})
+
+
 def order_routes(exchange) -> list[tuple]:
     """The order entry routes of ``exchange`` (a :class:`~spark_research.streams.replay.ReplayExchange`)."""
     return [(r"/api/v3/order", _OrderHandler, {"exchange": exchange}),
-            (r"/api/v3/myTrades", _MyTradesHandler, {"exchange": exchange})]
+            (r"/api/v3/myTrades", _MyTradesHandler, {"exchange": exchange}),
+            (r"/api/v3/exchangeInfo", _ExchangeInfoHandler, {"exchange": exchange})]
 
 
 def _now_ms() -> int:
