@@ -17,6 +17,13 @@ does not run the job (``spark export cancel`` beside a server) leaves a :data:`C
 file in the job's directory, which the running process acts on within 0.1 s; a job no live
 process runs (its server is down) is cancelled on the spot and not resumed later.
 
+Under ``spark serve`` the exports run in a process of their own, the export worker
+(:mod:`spark_research.export.service`, an :class:`ExportManager` that :meth:`~ExportManager.pick_up`\ s
+the jobs other processes queue in its directory), and the web process serves them through a
+:class:`RemoteExportManager`: the same surface, with the job records on disk as the only
+channel between the two (a queued record with no owner is the worker's to run; a
+:data:`CLAIM_LOCK` file lock makes "claim it" and "cancel it here" exclusive).
+
 Example::
 
     >>> import tempfile
@@ -28,16 +35,20 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 import re
 import shutil
 import threading
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import orjson
 import psutil
@@ -70,9 +81,14 @@ ACTIVE = ("queued", "running")
 MAX_ATTEMPTS = 3
 #: In a job's directory: another process asks the one running the job to cancel it.
 CANCEL_REQUEST = "cancel.request"
+#: In the export directory: held (``flock``) while a process claims a queued job or cancels one
+#: no live process runs, so the two never interleave.
+CLAIM_LOCK = ".claims.lock"
 _ID = re.compile(r"[0-9a-f]{32}")
 _PERSIST_EVERY_S = 0.5
 _WATCH_EVERY_S = 0.1
+_FOLLOW_EVERY_S = 0.2  # RemoteExportManager: how often the records of unfinished jobs are looked at
+log = logging.getLogger("spark_research.export")
 
 
 def size_bucket(rows: int) -> str:
@@ -187,15 +203,19 @@ class ExportManager:
     """Accepts, runs, persists and serves export jobs under ``root`` (default ``<var>/exports``).
 
     ``max_per_user``: queued + running jobs one user may have (``SPARK_EXPORT_MAX_PER_USER``,
-    default 2); ``workers``: exports run at once by this process.
+    default 2); ``workers``: exports run at once by this process. ``record_requests=False`` (the
+    export worker process): ``export_requests_total`` is left to the process that took the
+    requests (:class:`RemoteExportManager` counts each job's outcome from its record).
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, max_per_user: int | None = None,
-                 workers: int = 2, resume: bool = True):
+                 workers: int = 2, resume: bool = True, record_requests: bool = True):
         self.root = Path(root) if root is not None else settings().var_dir / "exports"
         self.root.mkdir(parents=True, exist_ok=True)
         self.root = self.root.resolve()
         self.max_per_user = int(max_per_user or os.environ.get("SPARK_EXPORT_MAX_PER_USER", 2))
+        self.record_requests = record_requests
+        self._suspending = threading.Event()  # suspend(): running jobs stop, resumable
         self._lock = threading.RLock()
         self._done = threading.Condition(self._lock)
         self._jobs: dict[str, ExportJob] = {}
@@ -249,27 +269,93 @@ class ExportManager:
                     if not event.is_set() and (self.root / export_id / CANCEL_REQUEST).exists():
                         self._cancel_here(self._jobs[export_id])
 
+    @contextlib.contextmanager
+    def _claim_lock(self) -> Iterator[None]:
+        """Exclusive across processes (``flock`` on :data:`CLAIM_LOCK`; a killed holder releases it)."""
+        fd = os.open(self.root / CLAIM_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     def _load(self, resume: bool) -> None:
         for path in sorted(self.root.glob("*/job.json")):
             if not _ID.fullmatch(path.parent.name):
                 continue
-            for torn in path.parent.glob(".job-*.json"):  # a record write cut short by a kill
-                torn.unlink(missing_ok=True)
             try:
                 job = ExportJob.from_dict(orjson.loads(path.read_bytes()))
             except (orjson.JSONDecodeError, TypeError):
                 continue  # a torn record cannot exist (atomic replace); a foreign file is skipped
             self._jobs[job.id] = job
-            if job.state in ACTIVE and resume:
-                if job.cancel_requested_at is not None or (path.parent / CANCEL_REQUEST).exists():
-                    self._finish_cancelled(job)  # asked to stop before the process running it died
-                elif job.attempts >= MAX_ATTEMPTS:
-                    self._finish_failed(job, f"interrupted {job.attempts} times (server restarts)", "interrupted")
-                else:
-                    job.state, job.stage = "queued", "resumed after restart"
-                    self._adopt(job)
-                    self._save(job)
-                    self._pool.submit(self._run, job)
+            if resume:
+                # a record write cut short by a kill; only a resuming process removes them (another
+                # process's write in progress looks the same)
+                for torn in path.parent.glob(".job-*.json"):
+                    torn.unlink(missing_ok=True)
+                if job.state in ACTIVE:
+                    self._resume(job, "resumed after restart")
+
+    def _resume(self, job: ExportJob, stage: str | None) -> None:
+        """Queue ``job`` (active, no live process runs it) here, or end it: asked to stop, or retried enough."""
+        if job.cancel_requested_at is not None or (self._dir(job.id) / CANCEL_REQUEST).exists():
+            self._finish_cancelled(job)  # asked to stop before the process running it died
+        elif job.attempts >= MAX_ATTEMPTS:
+            self._finish_failed(job, f"interrupted {job.attempts} times (server restarts)", "interrupted")
+        else:
+            job.state, job.stage = "queued", stage
+            self._adopt(job)
+            self._save(job)
+            self._pool.submit(self._run, job)
+
+    def pick_up(self) -> list[str]:
+        """Run here every job of the directory that is queued or running and no live process runs.
+
+        That is a job queued by a :class:`RemoteExportManager` (its record has no owner yet), or
+        one whose process died (it starts over, like a resumed job at open). The export worker
+        calls this at start, when woken and every few seconds. Returns the ids it queued.
+
+        Example::
+
+            >>> import tempfile
+            >>> root = tempfile.mkdtemp()
+            >>> client = RemoteExportManager(root)          # queues, runs nothing
+            >>> job = client.submit("alice", "synthetic_trades", "csv", {"rows": 100})
+            >>> worker = ExportManager(root, resume=False)
+            >>> worker.pick_up() == [job.id], client.wait(job.id, "alice").state
+            (True, 'succeeded')
+            >>> worker.close(); client.close()
+        """
+        queued: list[str] = []
+        with self._lock, self._claim_lock():
+            for path in sorted(self.root.glob("*/job.json")):
+                export_id = path.parent.name
+                if self._closing.is_set():
+                    break
+                if not _ID.fullmatch(export_id) or export_id in self._cancels:
+                    continue
+                known = self._jobs.get(export_id)
+                if known is not None and known.state not in ACTIVE:
+                    continue  # a finished record never changes
+                try:
+                    job = ExportJob.from_dict(orjson.loads(path.read_bytes()))
+                except (OSError, orjson.JSONDecodeError, TypeError):
+                    continue
+                if job.id != export_id:
+                    continue  # a foreign file
+                self._jobs[job.id] = job
+                if job.state not in ACTIVE or (job.owner is not None and _alive(job.owner)):
+                    continue
+                for torn in path.parent.glob(".job-*.json"):  # its writer is dead
+                    torn.unlink(missing_ok=True)
+                fresh = job.owner is None and job.state == "queued"  # queued for this process, never run
+                try:
+                    self._resume(job, job.stage if fresh else "resumed after restart")
+                except RuntimeError:  # the pool was shut down meanwhile: the next start picks it up
+                    break
+                if job.state == "queued":
+                    queued.append(job.id)
+        return queued
 
     # ------------------------------------------------------------------ requests
     def submit(self, user: str, what: str, fmt: str, params: Mapping[str, Any] | None = None) -> ExportJob:
@@ -297,21 +383,36 @@ class ExportManager:
             if fmt == "pdf":
                 kept["renderer"] = renderer or "auto"
             with self._lock:
-                active = sum(1 for j in self._jobs.values() if j.user == user and j.state in ACTIVE)
+                active = self._active_count(user)
                 if active >= self.max_per_user:
                     raise ConcurrencyLimitError(user, active, self.max_per_user)
                 job = ExportJob(uuid.uuid4().hex, user, what, fmt, kept)
                 self._jobs[job.id] = job
-                self._adopt(job)
-                self._save(job)
+                self._enqueue(job)
         except ExportParamError:
-            metrics.EXPORT_REQUESTS.labels(format=str(fmt)[:16], status="rejected", user=user).inc()
+            self._count_request(str(fmt)[:16], "rejected", user)
             raise
         except ConcurrencyLimitError:
-            metrics.EXPORT_REQUESTS.labels(format=fmt, status="throttled", user=user).inc()
+            self._count_request(fmt, "throttled", user)
             raise
-        self._pool.submit(self._run, job)
+        self._start(job)
         return job
+
+    def _active_count(self, user: str) -> int:
+        """Queued + running jobs of ``user`` (lock held)."""
+        return sum(1 for j in self._jobs.values() if j.user == user and j.state in ACTIVE)
+
+    def _enqueue(self, job: ExportJob) -> None:
+        """Write the record of a new job (lock held): queued, run by this process."""
+        self._adopt(job)
+        self._save(job)
+
+    def _start(self, job: ExportJob) -> None:
+        self._pool.submit(self._run, job)
+
+    def _count_request(self, fmt: str, status: str, user: str) -> None:
+        if self.record_requests:
+            metrics.EXPORT_REQUESTS.labels(format=fmt, status=status, user=user).inc()
 
     def get(self, export_id: str, user: str | None) -> ExportJob:
         """The job ``export_id`` if it belongs to ``user`` (None: any user, for the CLI)."""
@@ -375,16 +476,20 @@ class ExportManager:
         self.get(export_id, user)  # unknown ids and other users' exports: UnknownExportError
         with self._lock:
             here = export_id in self._cancels
-            job = self._jobs[export_id] if here else self._reload(export_id)
-            if job.state not in ACTIVE:
-                raise ExportFinishedError(export_id, job.state)
             if here:
+                job = self._jobs[export_id]
+                if job.state not in ACTIVE:
+                    raise ExportFinishedError(export_id, job.state)
                 self._cancel_here(job)
             else:
-                if job.owner and _alive(job.owner):
-                    _write_atomic(self._dir(export_id) / CANCEL_REQUEST, _process_id().encode())
-                else:  # its process died: nothing to stop, and no restart shall resume it
-                    self._finish_cancelled(job)
+                with self._claim_lock():  # an export worker cannot claim it meanwhile (pick_up)
+                    job = self._reload(export_id)
+                    if job.state not in ACTIVE:
+                        raise ExportFinishedError(export_id, job.state)
+                    if job.owner and _alive(job.owner):
+                        _write_atomic(self._dir(export_id) / CANCEL_REQUEST, _process_id().encode())
+                    else:  # its process died, or none took it yet: nothing to stop, nothing shall resume it
+                        self._finish_cancelled(job)
         deadline = time.monotonic() + wait
         with self._done:
             while True:
@@ -419,6 +524,19 @@ class ExportManager:
                     removed.append(job.id)
         return removed
 
+    def running_here(self) -> dict[str, int]:
+        """Exports this process runs: ``{"running": n, "queued": m}`` (what the export worker's ``/health`` shows).
+
+        Example::
+
+            >>> import tempfile
+            >>> ExportManager(tempfile.mkdtemp()).running_here()
+            {'running': 0, 'queued': 0}
+        """
+        with self._lock:
+            states = [self._jobs[i].state for i in self._cancels if i in self._jobs]
+        return {"running": states.count("running"), "queued": states.count("queued")}
+
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called (no new exports run)."""
@@ -429,10 +547,33 @@ class ExportManager:
         self._closing.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
+    def suspend(self) -> None:
+        """Stop now and leave every unfinished job to the next process that resumes the directory.
+
+        What the export worker does on SIGTERM: a running CSV export stops before its next batch
+        (its partial file removed), a PDF report's worker is killed; their records go back to
+        ``queued`` (that attempt not counted against :data:`MAX_ATTEMPTS`), queued ones stay
+        queued. Returns once no export runs here.
+
+        Example::
+
+            >>> import tempfile
+            >>> mgr = ExportManager(tempfile.mkdtemp())
+            >>> job = mgr.submit("alice", "synthetic_trades", "csv", {"rows": 50_000_000})
+            >>> mgr.suspend(); mgr.get(job.id, "alice").state
+            'queued'
+        """
+        with self._lock:
+            self._suspending.set()
+            self._closing.set()
+            for event in self._cancels.values():
+                event.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     # ------------------------------------------------------------------ running
     def _run(self, job: ExportJob) -> None:
         with self._lock:
-            if job.state != "queued":  # cancelled while it waited for a worker
+            if job.state != "queued" or self._suspending.is_set():  # cancelled while it waited, or suspended
                 return
             cancel = self._cancels[job.id]
             for stale in self._dir(job.id).glob(".tmp-*"):  # a partial file of an attempt killed mid-write
@@ -483,13 +624,17 @@ class ExportManager:
             metrics.EXPORT_CONCURRENT_RUNNING.dec()
             with self._lock:
                 if cancel.is_set():  # whatever it stopped with, it was told to stop
-                    self._finish_cancelled(job)
+                    if job.cancel_requested_at is None:  # by suspend(), not by a cancel
+                        self._set_aside(job)
+                    else:
+                        self._finish_cancelled(job)
                     return
             self._finish_failed(job, f"{type(exc).__name__}: {exc}", _reason(exc))
             return
         metrics.EXPORT_CONCURRENT_RUNNING.dec()
         with self._lock:
-            if cancel.is_set():  # cancelled as it finished: the file is no longer wanted
+            # cancelled as it finished: the file is no longer wanted (suspended as it finished: it is)
+            if cancel.is_set() and job.cancel_requested_at is not None:
                 self._finish_cancelled(job)
                 return
             job.state, job.stage, job.finished_at = "succeeded", None, time.time()
@@ -500,7 +645,7 @@ class ExportManager:
             self._release(job)
             self._count(job.format, ok=True)
             self._done.notify_all()
-        metrics.EXPORT_REQUESTS.labels(format=job.format, status="succeeded", user=job.user).inc()
+        self._count_request(job.format, "succeeded", job.user)
         metrics.EXPORT_BYTES.labels(format=job.format, status="succeeded").inc(size)
         metrics.EXPORT_LATENCY_MS.labels(format=job.format, size=size_bucket(rows)).observe(
             (time.perf_counter() - t0) * 1000)
@@ -512,7 +657,7 @@ class ExportManager:
             self._release(job)
             self._count(job.format, ok=False)
             self._done.notify_all()
-        metrics.EXPORT_REQUESTS.labels(format=job.format, status="failed", user=job.user).inc()
+        self._count_request(job.format, "failed", job.user)
         metrics.EXPORT_FAIL.labels(reason=reason, format=job.format).inc()
         metrics.EXPORT_BYTES.labels(format=job.format, status="failed").inc(job.bytes)
 
@@ -529,7 +674,16 @@ class ExportManager:
             self._save(job)
             self._release(job)
             self._done.notify_all()
-        metrics.EXPORT_REQUESTS.labels(format=job.format, status="cancelled", user=job.user).inc()
+        self._count_request(job.format, "cancelled", job.user)
+
+    def _set_aside(self, job: ExportJob) -> None:
+        """Back to ``queued`` after :meth:`suspend` stopped it (lock held); the next start resumes it."""
+        job.state, job.stage = "queued", "stopped with its process; resumes at the next start"
+        job.attempts = max(0, job.attempts - 1)  # a clean stop is no failed attempt: MAX_ATTEMPTS counts crashes
+        job.started_at, job.rows_done, job.bytes = None, 0, 0
+        self._save(job)
+        self._cancels.pop(job.id, None)  # a cancel request left meanwhile stays, for the next start
+        self._done.notify_all()
 
     def _count(self, fmt: str, ok: bool) -> None:
         tally = self._outcomes.setdefault(fmt, [0, 0])
@@ -537,4 +691,138 @@ class ExportManager:
         metrics.EXPORT_SUCCESS_RATE.labels(format=fmt).set(tally[0] / (tally[0] + tally[1]))
 
 
-__all__ = ["ExportJob", "ExportManager", "FORMATS", "PDF_REPORTS", "STATES", "size_bucket", "check_id", "ExportError"]
+class RemoteExportManager(ExportManager):
+    """The exports of a directory run by the export worker process, as the web process sees them.
+
+    The surface of :class:`ExportManager` (``submit``, ``get``, ``list``, ``file_path``, ``wait``,
+    ``cancel``, ``cleanup``, ``closed``, ``close``), running nothing itself:
+
+    - ``submit`` validates exactly as :class:`ExportManager` does (same errors, the same per-user
+      limit, counted from the job records on disk), writes the queued record (no owner: the
+      worker's to claim) and wakes the worker with ``POST wake_url``, from a thread of its own
+      so a slow or restarting worker never holds up the caller. A job queued while the worker
+      is down runs once it is back (it picks up queued records at start and every few seconds).
+    - ``get``/``list``/``wait``/``file_path`` read the job records, which the worker rewrites as
+      a job runs (progress at least every 0.5 s).
+    - ``cancel`` of a job the worker runs leaves a :data:`CANCEL_REQUEST` file it acts on within
+      0.1 s; one no live process runs (not claimed yet, or its worker is restarting) is cancelled
+      here, under the :data:`CLAIM_LOCK` the worker claims jobs under.
+
+    Metrics: this process records ``export_requests_total`` (rejected and throttled requests,
+    and each job's outcome once its record shows it finished, counted once by a follower thread);
+    the worker records the run-path families (``export.service.OWNED_METRICS``), never this one.
+
+    Example::
+
+        >>> import tempfile
+        >>> client = RemoteExportManager(tempfile.mkdtemp(), wake_url=None)
+        >>> job = client.submit("alice", "synthetic_trades", "csv", {"rows": 100})
+        >>> client.get(job.id, "alice").state           # no worker runs this directory
+        'queued'
+        >>> client.cancel(job.id, "alice").state
+        'cancelled'
+        >>> client.close()
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, wake_url: str | None = None,
+                 max_per_user: int | None = None):
+        super().__init__(root, max_per_user=max_per_user, workers=1, resume=False)
+        self.wake_url = wake_url
+        self._wake = threading.Event()
+        self._seen: dict[str, tuple[int, int]] = {}  # id -> (inode, mtime) of the record last read
+        for target, name in ((self._waker, "export-wake"), (self._follow, "export-follow")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+
+    # ------------------------------------------------------------------ what submit does differently
+    def _active_count(self, user: str) -> int:
+        self._refresh()
+        return super()._active_count(user)
+
+    def _enqueue(self, job: ExportJob) -> None:
+        job.owner = None  # queued for the worker, which claims it by writing its own id here
+        self._save(job)
+
+    def _start(self, job: ExportJob) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ reads from the records
+    def _reload(self, export_id: str) -> ExportJob:
+        with self._lock:
+            before = self._jobs.get(export_id)
+            job = super()._reload(export_id)
+            if before is not None and job is not before and before.state in ACTIVE and job.state not in ACTIVE:
+                self._count_request(job.format, job.state, job.user)  # the one place an outcome is counted
+                self._done.notify_all()
+            return job
+
+    def _refresh_one(self, export_id: str) -> None:
+        with self._lock:
+            known = self._jobs.get(export_id)
+            if known is not None and known.state not in ACTIVE:
+                return  # a finished record never changes
+            try:
+                self._reload(export_id)
+            except KeyError:  # unknown here and no record on disk
+                pass
+
+    def _refresh(self) -> None:
+        """Read the records of unfinished jobs again, and those queued by other processes."""
+        with self._lock:
+            on_disk = set()
+            for path in self.root.glob("*/job.json"):
+                export_id = path.parent.name
+                if _ID.fullmatch(export_id):
+                    on_disk.add(export_id)
+                    self._refresh_one(export_id)
+            for gone in [i for i in self._jobs if i not in on_disk]:
+                del self._jobs[gone]  # removed by a cleanup in another process
+
+    def get(self, export_id: str, user: str | None) -> ExportJob:
+        self._refresh_one(check_id(export_id))
+        return super().get(export_id, user)
+
+    def list(self, user: str | None = None) -> list[ExportJob]:
+        self._refresh()
+        return super().list(user)
+
+    def cleanup(self, max_age_s: float | None = None, now: float | None = None) -> list[str]:
+        self._refresh()
+        return super().cleanup(max_age_s, now)
+
+    def close(self, wait: bool = True) -> None:
+        super().close(wait)
+        self._wake.set()  # the wake thread sees the manager closing and ends
+
+    # ------------------------------------------------------------------ threads
+    def _waker(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closing.is_set():
+                return
+            self._wake.clear()  # wakes asked meanwhile are served by this one request
+            if self.wake_url:
+                req = urllib.request.Request(self.wake_url, data=b"", method="POST")
+                try:
+                    urllib.request.urlopen(req, timeout=2.0).close()
+                except OSError as exc:  # the worker is restarting: it picks the job up at its start
+                    log.debug("export worker not woken (%s): %s", self.wake_url, exc)
+
+    def _follow(self) -> None:
+        """Notice unfinished jobs finishing (their records rewritten), so each outcome is counted and waits end."""
+        while not self._closing.wait(_FOLLOW_EVERY_S):
+            with self._lock:
+                active = [i for i, j in self._jobs.items() if j.state in ACTIVE]
+                for export_id in active:
+                    try:
+                        st = os.stat(self.root / export_id / "job.json")
+                    except OSError:
+                        continue
+                    if self._seen.get(export_id) != (st.st_ino, st.st_mtime_ns):
+                        self._seen[export_id] = (st.st_ino, st.st_mtime_ns)
+                        self._reload(export_id)
+                for export_id in [i for i in self._seen if i not in self._jobs or self._jobs[i].state not in ACTIVE]:
+                    del self._seen[export_id]
+
+
+__all__ = ["ExportJob", "ExportManager", "RemoteExportManager", "FORMATS", "PDF_REPORTS", "STATES", "size_bucket",
+           "check_id", "ExportError"]

@@ -135,6 +135,8 @@ class Platform:
         #: the Dask scheduler and workers spark serve supervises (none with an external scheduler)
         self.dask_procs: dict[str, Any] = {}
         self.book = None
+        self.export_worker = None  #: the supervised export workers' process (export.service)
+        self._export_port = 0
         self.gates_proc = None  #: the supervised paper/live session and demo desk (gates.service)
         self.gates_url: str | None = None
         self.exports = None
@@ -179,11 +181,12 @@ class Platform:
         return self._imports_done.is_set()
 
     def start_exports_now(self) -> None:
-        """Open the export manager synchronously: the web server's export routes need it."""
+        """Open the export client synchronously (the web server's export routes need it) and start the
+        export worker process behind it on a thread (a job queued meanwhile runs once it is up)."""
         self.config.var_dir.mkdir(parents=True, exist_ok=True)
         st = self.states["exports"]
         st.detail = self._start_exports()
-        st.state, st.started_s = "up", round(time.monotonic() - self.t0, 2)
+        self._spawn("exports", self._start_export_worker)
 
     def _spawn(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
         def run() -> None:
@@ -260,6 +263,8 @@ class Platform:
                                          "runs": ["web server and apps", "dask client"]}}
         if self.ingest is not None:
             procs["ingest"] = {**self.ingest.info(), "runs": ["replay exchange", "ingest", "bar channel"]}
+        if self.export_worker is not None:
+            procs["exports"] = {**self.export_worker.info(), "runs": ["export workers"]}
         if self.gates_proc is not None:
             procs["gates"] = {**self.gates_proc.info(), "runs": ["paper/live session", "gates", "demo desk"]}
         for name, proc in sorted(self.dask_procs.items()):
@@ -268,7 +273,7 @@ class Platform:
         if self.optimizer is not None and not self.dask_procs:  # an external cluster: its workers, as seen
             try:
                 client = self.optimizer.client
-                addrs = sorted(client.scheduler_info()["workers"])  # the client's cached view: no RPC
+                addrs = sorted(_cached_workers(client))
                 new = [a for a in addrs if a not in self._worker_pids]
                 if new:  # a worker's pid is asked once (a restarted worker comes back on a new address)
                     self._worker_pids.update(client.run(os.getpid, workers=new, nanny=False))
@@ -297,10 +302,11 @@ class Platform:
             return proc["state"] == "up", {"gates": {g.name: g.snapshot()["state"] for g in self.book},
                                            "process": proc}
         if name == "exports":
-            return not self.exports._pool._shutdown, {"root": str(self.exports.root)}
+            proc = self.export_worker.info() if self.export_worker is not None else {"state": "starting"}
+            return proc["state"] == "up", {"root": str(self.exports.root), "process": proc}
         if name == "optimizer":
             client = self.optimizer.client
-            workers = len(client.scheduler_info().get("workers", {}))
+            workers = len(_cached_workers(client))
             return client.status == "running" and workers > 0, {"workers": workers,
                                                                 "scheduler": client.scheduler.address}
         if name == "prometheus":
@@ -309,18 +315,38 @@ class Platform:
 
     # ------------------------------------------------------------------ exports
     def _start_exports(self) -> dict[str, Any]:
-        from spark_research.export import ExportManager
+        from spark_research.export.jobs import RemoteExportManager
+        from spark_research.export.service import OWNED_METRICS as OWNED_BY_EXPORTS
 
-        self.exports = ExportManager(self.config.var_dir / "exports")
-        self.exports.cleanup()
+        # fixed for the life of spark serve: a restarted worker answers on the same URLs
+        self._export_port = _free_port()
+        self.exports = RemoteExportManager(self.config.var_dir / "exports",
+                                           wake_url=f"http://127.0.0.1:{self._export_port}/wake")
+        metrics.relay(f"http://127.0.0.1:{self._export_port}/metrics", OWNED_BY_EXPORTS)
         return {"root": str(self.exports.root)}
+
+    def _start_export_worker(self) -> dict[str, Any]:
+        """The export workers' process (``export.service``): it runs every job the web server queues."""
+        import sys
+
+        from spark_research.platform.supervisor import Supervised
+
+        var = self.config.var_dir
+        (var / "log").mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "spark_research.export.service", "--root", str(var / "exports"),
+                "--port", str(self._export_port), "--state-file", str(var / "run" / "exports.json")]
+        self.export_worker = Supervised("exports", argv, state_file=var / "run" / "exports.json",
+                                        env={"SPARK_VAR": str(var)}, log_file=var / "log" / "exports.log").start()
+        return {"root": str(self.exports.root), "worker_url": f"http://127.0.0.1:{self._export_port}"}
 
     def _stop_exports(self) -> None:
         if self.exports is not None:
-            # Queued exports are cancelled here and resume at the next start (their job records
-            # say "queued"); a running one finishes before the process exits (the pool's threads
-            # are joined at exit) and its file appears by an atomic rename, never half-written.
             self.exports.close(wait=False)
+        if self.export_worker is not None:
+            # SIGTERM: a running export stops between two batches, its partial file is removed and its
+            # record says "queued" again, so the next start runs it; a finished file appeared by an
+            # atomic rename, never half-written
+            self.export_worker.stop()
 
     # ------------------------------------------------------------------ streams
     def _start_streams(self) -> dict[str, Any]:
@@ -459,7 +485,16 @@ class Platform:
 
         self.optimizer = Optimizer(self._client)
         self._client.wait_for_workers(1, timeout=60)
+        threading.Thread(target=self._worker_view_loop, name="dask-worker-view", daemon=True).start()
         return {"scheduler": self._client.scheduler.address, "dashboard": self._client.dashboard_link}
+
+    def _worker_view_loop(self, every_s: float = 1.0) -> None:
+        """Refresh the client's view of the workers off the web server's loop (``/health`` reads it)."""
+        while not self._stop.wait(every_s):
+            try:
+                self._client.scheduler_info()
+            except Exception:  # the scheduler is restarting: the client reconnects, try again next round
+                pass
 
     def _start_dask_processes(self) -> str:
         """The Dask scheduler and each worker as supervised processes (``optimizer.service``); returns the address."""
@@ -597,6 +632,13 @@ def preload(modules: tuple[str, ...]) -> None:
 OWNED_BY_INGEST = ("ws_", "ingest_latency_ms", "stream_channel_")
 
 
+def _cached_workers(client) -> dict[str, Any]:
+    """The workers as the client last heard of them, without asking the scheduler: ``scheduler_info()``
+    is a blocking round trip, and ``/health`` must answer while the scheduler restarts. The
+    optimizer's queue refreshes this view as it dispatches steps (and every few seconds)."""
+    return dict((getattr(client, "_scheduler_identity", None) or {}).get("workers", {}))
+
+
 def _free_port() -> int:
     import socket
 
@@ -613,11 +655,7 @@ def _prime_metrics() -> None:
     """Create the zero-valued series of the failure counters, so a scrape shows them before the
     first failure (Prometheus practice: a counter that appears only on its first increment
     makes ``increase()`` miss that increment)."""
-    from spark_research.export import FORMATS
-
-    for fmt in FORMATS:
-        for reason in ("invalid_params", "source_error", "render_error", "io_error", "internal", "interrupted"):
-            metrics.EXPORT_FAIL.labels(reason=reason, format=fmt)
-    # the stream's counters are primed by the ingest process, whose families /metrics relays
+    # the stream's and the exports' failure counters are primed by their own processes, whose
+    # families /metrics relays
     for status in ("queued", "running", "completed", "failed", "cancelled"):
         metrics.OPTIMIZER_JOBS.labels(status=status)
