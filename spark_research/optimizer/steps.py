@@ -22,7 +22,9 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,53 @@ from spark_research.backtest.strategies import STRATEGIES
 from spark_research.optimizer.fused import FUSED_STATS, evaluate_fused, supports
 
 
+@dataclass(frozen=True)
+class BarsRef:
+    """Where a step's bars are, so the worker running it loads them itself from the store.
+
+    The client then never holds the universe: a step names a store (its root: a path, a shared
+    mount or an ``s3://`` URL), a symbol and a time range. A worker keeps the last few symbols it
+    loaded (:data:`WORKER_CACHE` of them), so the many steps of one symbol load it once.
+
+    Example::
+
+        >>> ref = BarsRef("data/store", "BTCUSDT")
+        >>> ref.load().index.name                     # doctest: +SKIP
+        'timestamp'
+    """
+
+    root: str
+    symbol: str
+    start: str | None = None
+    end: str | None = None
+    storage_options: tuple[tuple[str, Any], ...] | None = None  # hashable, for the worker's cache
+
+    @classmethod
+    def of(cls, store, symbol: str, start: Any = None, end: Any = None) -> "BarsRef":
+        opts = getattr(store, "_storage_options", None)
+        return cls(str(getattr(store, "url", store.root)), symbol, None if start is None else str(start),
+                   None if end is None else str(end), tuple(sorted(opts.items())) if opts else None)
+
+    def load(self) -> pd.DataFrame:
+        """The bars, indexed by ``timestamp`` without the ``symbol`` column (as steps take them)."""
+        return _load_ref(self)
+
+
+#: Symbols a worker keeps in memory after loading them for a step.
+WORKER_CACHE = 4
+
+
+@functools.lru_cache(maxsize=WORKER_CACHE)
+def _load_ref(ref: BarsRef) -> pd.DataFrame:
+    from spark_research.data import BarStore
+
+    store = BarStore(ref.root, dict(ref.storage_options)) if ref.storage_options else BarStore(ref.root)
+    df = store.load_bars(ref.symbol, ref.start, ref.end)
+    if df.empty:
+        raise KeyError(f"symbol {ref.symbol!r} has no bars in the store {ref.root} between {ref.start} and {ref.end}")
+    return df.set_index("timestamp").drop(columns="symbol")
+
+
 def uses_fused(strategy, objective: str) -> bool:
     """True when a sweep of ``strategy`` judged by ``objective`` runs on a fused kernel."""
     cls = load_payload(strategy)
@@ -43,7 +92,7 @@ def uses_fused(strategy, objective: str) -> bool:
 def evaluate_step(
     strategy,
     symbol: str,
-    bars: pd.DataFrame,
+    bars: "pd.DataFrame | BarsRef",
     combos: pd.DataFrame,
     *,
     objective: str = "sharpe",
@@ -61,6 +110,8 @@ def evaluate_step(
     ``ParameterError`` naming it, which fails the step (and its job).
     """
     t0 = time.perf_counter()
+    if isinstance(bars, BarsRef):
+        bars = bars.load()
     strat = load_payload(strategy)
     for combo in combos.to_dict("records"):
         strat.resolve(combo)  # raises ParameterError naming the bad combination

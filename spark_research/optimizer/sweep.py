@@ -32,7 +32,7 @@ from spark_research.backtest import BacktestResult, ParameterError, get_strategy
 from spark_research.backtest.registry import StrategyError, StrategyPayload, identify, probe_payload, to_payload
 from spark_research.optimizer.scheduler import Job, JobCancelled, JobFailed, JobStatus, Scheduler
 from spark_research.optimizer.spec import SpecError, SweepSpec, combinations, param_values, strategy_identity
-from spark_research.optimizer.steps import evaluate_step, uses_fused
+from spark_research.optimizer.steps import BarsRef, evaluate_step, uses_fused
 from spark_research.optimizer.store import SweepStore
 
 #: Bar-combinations per step aimed at by the automatic step size (~100 ms on the fused kernels).
@@ -247,13 +247,17 @@ class Optimizer:
     ``client``: an existing ``distributed.Client``; else one from :func:`connect`
     (``address`` or ``SPARK_DASK_SCHEDULER``, or a LocalCluster of ``n_workers``).
     ``bar_store``: where bars come from when :meth:`submit` gets none (default store).
+    ``load_on_workers``: a sweep of bars from the store (``submit`` without ``bars``) ships each step a
+    :class:`~spark_research.optimizer.steps.BarsRef` and the worker loads the symbol itself, so the
+    client holds one symbol at a time, never the universe (bars given to ``submit`` are scattered).
     ``warm_workers``: register :class:`~spark_research.optimizer.warm.WarmKernels`, so each worker loads
     the sweep kernels when it joins instead of on its first step.
     """
 
     def __init__(self, client=None, *, address: str | None = None, n_workers: int | None = None,
                  store: SweepStore | None = None, bar_store=None, max_inflight_per_worker: int = 2,
-                 max_queued_steps: int = 100_000, persist: bool = True, warm_workers: bool = True):
+                 max_queued_steps: int = 100_000, persist: bool = True, warm_workers: bool = True,
+                 load_on_workers: bool = True):
         from spark_research.optimizer.cluster import connect
         from spark_research.optimizer.warm import register_warm_plugin
 
@@ -266,6 +270,7 @@ class Optimizer:
         self.store = store or SweepStore()
         self.bar_store = bar_store
         self.persist = persist
+        self.load_on_workers = load_on_workers
         self._handles: dict[str, SweepHandle] = {}
         self._probed: set[tuple] = set()  # (strategy, code hash, workers) already loaded on every worker
         self._closed = threading.Event()
@@ -325,10 +330,25 @@ class Optimizer:
         spec = refresh_identity(spec)
         sweep_id = sweep_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.store.path(sweep_id)  # validates the id
-        frames = self._bars(spec, bars)
-        n_bars = max(len(f) for f in frames.values())
+        on_workers = bars is None and self.load_on_workers and spec.space != "tpe"
+        if on_workers:
+            from spark_research.data import default_store
+
+            store = self.bar_store if self.bar_store is not None else default_store()
+            known = set(store.symbols())
+            missing = [s for s in spec.symbols if s not in known]
+            if missing:
+                raise SpecError(f"symbols {missing} are not in the store {store.root} (have {sorted(known)[:20]})")
+            # the client loads one symbol (step sizing, the lookahead check); each worker loads the rest
+            first = self._bars(_first_symbol(spec), None)
+            n_bars = len(first[spec.symbols[0]])
+            check = pre_sweep_check(spec, first, combos) if not _is_batch(combos, spec) else None
+            del first
+        else:
+            frames = self._bars(spec, bars)
+            n_bars = max(len(f) for f in frames.values())
+            check = pre_sweep_check(spec, frames, combos) if not _is_batch(combos, spec) else None
         payload = self._ship(spec)
-        check = pre_sweep_check(spec, frames, combos) if not _is_batch(combos, spec) else None
         if spec.space == "tpe" and combos is None:
             handle = SweepHandle(self, sweep_id, spec, total_steps=spec.n_samples * len(spec.symbols))
             handle.persist = self.persist if persist is None else persist
@@ -338,7 +358,12 @@ class Optimizer:
                              name=f"tpe-{sweep_id}").start()
             return handle
         combos = combinations(spec) if combos is None else combos.reset_index(drop=True)
-        data = {s: self.client.scatter(f, broadcast=True, hash=True) for s, f in frames.items()}
+        if on_workers:
+            data = {s: BarsRef.of(store, s, spec.start, spec.end) for s in spec.symbols}
+            rows = {s: n_bars for s in spec.symbols}  # an estimate: the first symbol's length
+        else:
+            data = {s: self.client.scatter(f, broadcast=True, hash=True) for s, f in frames.items()}
+            rows = {s: len(f) for s, f in frames.items()}
         size = auto_step_size(spec, n_bars, len(combos), self.scheduler.worker_count())
         steps = []
         for sym in spec.symbols:
@@ -346,7 +371,7 @@ class Optimizer:
             for part in chunk(combos, size):
                 kw = dict(objective=spec.objective, fees=spec.fees, slippage=spec.slippage,
                           init_cash=spec.init_cash, checkpoints=ck)
-                steps.append((evaluate_step, (payload, sym, data[sym], part), kw, len(part) * len(frames[sym])))
+                steps.append((evaluate_step, (payload, sym, data[sym], part), kw, len(part) * rows[sym]))
         handle = SweepHandle(self, sweep_id, spec, total_steps=len(steps))
         handle.persist = self.persist if persist is None else persist
         handle.check = check
@@ -543,6 +568,11 @@ def warn_if_changed(spec: SweepSpec, what: str) -> bool:
                   f"its code is now {current.source_hash}: re-running gives other results",
                   StrategyChangedWarning, stacklevel=3)
     return True
+
+
+def _first_symbol(spec: SweepSpec) -> SweepSpec:
+    """``spec`` reduced to its first symbol (what the client loads when the workers load the rest)."""
+    return dataclasses.replace(spec, symbols=[spec.symbols[0]])
 
 
 def _is_batch(combos: pd.DataFrame | None, spec: SweepSpec) -> bool:
