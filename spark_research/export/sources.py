@@ -352,7 +352,7 @@ def backtest_trades_source(strategy: Any, symbol: str, params: dict | None, star
                            fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
     """Run a backtest and export its trades; ``context["result"]`` keeps the result for reports."""
     from spark_research.backtest import ParameterError, get_strategy, run_backtest
-    from spark_research.data import BarStore, generate_bars
+    from spark_research.data import default_store, generate_bars
 
     if direction not in ("longonly", "shortonly", "both"):
         raise ExportParamError("parameters.direction", direction, "must be longonly, shortonly or both")
@@ -369,7 +369,7 @@ def backtest_trades_source(strategy: Any, symbol: str, params: dict | None, star
     if synthetic_bars is not None:
         bars = generate_bars(symbol, n=synthetic_bars, seed=seed)
     else:
-        store = BarStore(settings().store_dir)
+        store = default_store()  # a path or an s3:// URL (SPARK_STORE)
         if symbol not in store.symbols("bars"):
             raise ExportSourceError(f"no bars stored for symbol {symbol!r} in {store.root}")
         bars = store.load_bars(symbol, start=start, end=end)
