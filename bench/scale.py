@@ -14,8 +14,10 @@ Data half (this file today):
 
   Targets (SPEC.md): spark <= 1.5x raw DuckDB; client peak RSS < 1 GB.
 
-Computation half (the sweep sections: 100-symbol sweep on 1 and 2 Dask workers, worker-side
-loading vs client scatter, worker RSS) plugs into :data:`SECTIONS` (see ``section_sweep``).
+* ``sweep``     100 sma_cross combinations over every symbol on fresh Dask worker processes: worker-side
+  loading (each step names a symbol, the worker reads it from the store) on 1 and 2 workers - the
+  scaling, target >= 1.6x - and on 2 workers against the client loading and scattering the bars
+  itself; peak RSS of the client and of each worker.
 
 The universe goes to ``--dir`` (or ``$SPARK_BENCH_DIR``, else a temp dir removed at the end);
 ``--reuse`` keeps an existing universe there instead of generating it again. ``--symbols`` and
@@ -180,12 +182,100 @@ def section_scan(ctx: BenchContext) -> None:
         print(f"  pandas / spark           : {ctx.figures['scan pandas / spark']:.2f}x slower")
 
 
+_SWEEP_CLIENT = """
+import json, sys, time
+from distributed import Client
+from spark_research.data import BarStore
+from spark_research.optimizer import Optimizer, SweepSpec
+from spark_research.optimizer.warm import register_warm_plugin
+def hwm():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]) * 1024
+addr, root, mode, symbols = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+client = Client(addr, timeout="60s")
+register_warm_plugin(client, wait=True)  # kernels loaded on every worker before the clock starts
+opt = Optimizer(client, bar_store=BarStore(root), persist=False, load_on_workers=mode == "workers",
+                warm_workers=False)
+spec = SweepSpec(strategy="sma_cross", symbols=symbols, check=None,
+                 values={"fast": list(range(5, 55, 5)), "slow": list(range(50, 550, 50))})
+t0 = time.perf_counter()
+table = opt.run(spec, progress=False).table
+sec = time.perf_counter() - t0
+print(json.dumps({"seconds": sec, "rows": len(table), "hwm_mb": hwm() / 2**20,
+                  "sharpe_sum": float(table["sharpe"].sum())}))
+"""
+
+
+def _worker_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def _sweep_once(ctx: BenchContext, mode: str, n_workers: int, symbols: list[str]) -> dict:
+    """One sweep by a fresh client on a fresh scheduler and ``n_workers`` fresh worker processes."""
+    import socket
+
+    from spark_research.optimizer.service import worker_memory_limit
+    from spark_research.platform.supervisor import Supervised
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = Path(tempfile.mkdtemp(prefix="scale-sweep-"))
+    module = [sys.executable, "-m", "spark_research.optimizer.service"]
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [Supervised("scheduler", module + ["scheduler", "--port", str(port), "--state-file", str(run / "s.json")],
+                        state_file=run / "s.json").start()]
+    try:
+        for i in range(n_workers):
+            procs.append(Supervised(f"w{i}", module + ["worker", "--scheduler", address, "--name", f"w{i}",
+                                                       "--memory-limit", worker_memory_limit(2),
+                                                       "--state-file", str(run / f"w{i}.json")],
+                                    state_file=run / f"w{i}.json").start())
+        r = _run_child(_SWEEP_CLIENT, address, str(ctx.store_dir), mode, json.dumps(symbols))
+        r["worker_hwm_mb"] = [_worker_hwm_mb(p.pid) for p in procs[1:]]
+        return r
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(run, ignore_errors=True)
+
+
 def section_sweep(ctx: BenchContext) -> None:
-    """Hook for the computation half (lead): a 100-symbol sweep of 100 combinations on 1 and 2 Dask
-    workers, worker-side loading (a step names symbols and a range; workers call
-    ``BarStore(ctx.store_dir).load_bars(...)``) vs client scatter, peak RSS of client and workers.
-    Put figures in ``ctx.figures`` and record them in :func:`record_figures`."""
-    print("\n== sweep: not in this bench yet (computation half of issue 13)")
+    """A sweep of 100 sma_cross combinations over every symbol of the universe on fresh Dask worker
+    processes: worker-side loading on 1 and 2 workers (the scaling), and on 2 workers against the
+    client loading and scattering the bars itself; peak RSS of the client and of each worker."""
+    from spark_research.data.universe import universe_symbols
+
+    symbols = universe_symbols(ctx.args.symbols)
+    runs = ctx.args.runs
+    configs = [("workers", 1), ("workers", 2), ("scatter", 2)]
+    print(f"\n== universe sweep ({ctx.label}, 100 combinations per symbol): median [min–max] of {runs} runs, "
+          "configurations round-robin, fresh scheduler, workers and client each run")
+    samples: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
+    for i in range(runs):
+        for mode, n in configs:
+            samples[(mode, n)].append(_sweep_once(ctx, mode, n, symbols))
+        print(f"  run {i + 1}/{runs}: " + ", ".join(
+            f"{m} x{n} {samples[(m, n)][-1]['seconds']:.1f} s" for m, n in configs), flush=True)
+    answers = {c: (s[-1]["rows"], round(s[-1]["sharpe_sum"], 6)) for c, s in samples.items()}
+    if len(set(answers.values())) != 1:
+        print(f"  !! configurations disagree (rows, sum of sharpe): {answers}")
+        ctx.ok = False
+    for (mode, n), rs in samples.items():
+        key = f"sweep {mode} x{n}"
+        ctx.figures[key] = Spread.of(r["seconds"] for r in rs)
+        ctx.figures[key + " client RSS"] = Spread.of(r["hwm_mb"] for r in rs)
+        ctx.figures[key + " worker RSS"] = Spread.of(max(r["worker_hwm_mb"]) for r in rs)
+        print(f"  {mode:7s} x{n}: {format(ctx.figures[key], '.1f'):>22} s   client peak RSS "
+              f"{format(ctx.figures[key + ' client RSS'], '.0f'):>16} MB   largest worker peak RSS "
+              f"{format(ctx.figures[key + ' worker RSS'], '.0f'):>16} MB")
+    one = [r["seconds"] for r in samples[("workers", 1)]]
+    two = [r["seconds"] for r in samples[("workers", 2)]]
+    ctx.figures["sweep scaling"] = ratios(one, two)
+    ctx.figures["sweep scatter / workers"] = ratios([r["seconds"] for r in samples[("scatter", 2)]], two)
+    print(f"  2-worker scaling (worker-side loading): {ctx.figures['sweep scaling']:.2f}x   (target >= 1.6x)")
+    print(f"  client scatter / worker-side loading, 2 workers: {ctx.figures['sweep scatter / workers']:.2f}x "
+          "(> 1: worker-side loading is faster)")
 
 
 #: Sections in run order; ``--sections`` picks some. Add the sweep's implementation above.
@@ -210,6 +300,21 @@ def record_figures(ctx: BenchContext) -> None:
         if "scan pandas" in f:
             record("scale", f"full-universe daily scan ({size}), pandas `read_parquet` + groupby", f["scan pandas"],
                    "s", peer="`BarStore.query`", ratio=f["scan pandas / spark"])
+    _record_sweep(f, size)
+
+
+def _record_sweep(f: dict, size: str) -> None:
+    if "sweep workers x1" not in f:
+        return
+    label = f"universe sweep ({size}), 100 sma_cross combos per symbol"
+    record("scale", f"{label}, worker-side loading, 1 worker", f["sweep workers x1"], "s",
+           note=f"client peak RSS {f['sweep workers x1 client RSS']:.0f} MB, worker {f['sweep workers x1 worker RSS']:.0f} MB")
+    record("scale", f"{label}, worker-side loading, 2 workers: scaling over 1 worker", f["sweep scaling"], "×",
+           target="≥ 1.6×", note=f"2 workers {f['sweep workers x2']:.1f} s; client peak RSS "
+                                 f"{f['sweep workers x2 client RSS']:.0f} MB, largest worker {f['sweep workers x2 worker RSS']:.0f} MB")
+    record("scale", f"{label}, client scatter, 2 workers", f["sweep scatter x2"], "s",
+           peer="worker-side loading, 2 workers", ratio=f["sweep scatter / workers"],
+           note=f"client peak RSS {f['sweep scatter x2 client RSS']:.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> int:
