@@ -417,6 +417,10 @@ class Optimizer:
         if progress:
             from tqdm.auto import tqdm
 
+            link = getattr(self.client, "dashboard_link", None)
+            if link and not getattr(self, "_dashboard_shown", False):
+                print(f"Dask dashboard: {link}")  # where the workers' progress, memory and task stream are
+                self._dashboard_shown = True
             bar = tqdm(total=handle.total_steps, desc=f"sweep {handle.id}", unit="step")
         try:
             while not handle.wait(0.1):
