@@ -82,6 +82,10 @@ WS_DUPLICATES = Counter("ws_duplicates", "Duplicate messages dropped.", ["exchan
 WS_BUFFER_SHED = Counter("ws_buffer_shed", "Live trades not buffered because the reorder buffer was full "
                          "(REST backfill down); fetched over REST once it is back.", ["exchange", "symbol"])
 WS_RECONNECTS = Counter("ws_reconnects", "Reconnect attempts after a dropped or refused connection.", ["exchange"])
+BOOK_CHECKSUM_FAIL = Counter("book_checksum_fail", "Order book checksum mismatches: the local book differed from the "
+                             "venue's checksum and was resynced.", ["exchange"])
+WS_TIME_UNIT_FIXES = Counter("ws_time_unit_fixes", "Venue time fields whose unit (s, ms, us, ns) differed from the expected "
+                             "one: detected by magnitude and corrected.", ["exchange", "field"])
 # the ingest process's bar channel to the other processes (spark_research.streams.service)
 STREAM_CHANNEL_BARS = Counter("stream_channel_bars", "Closed bars published on the ingest's bar channel.")
 STREAM_CHANNEL_DROPPED = Counter("stream_channel_dropped", "Bars a slow channel subscriber lost (its bounded "
@@ -110,6 +114,39 @@ EXPORT_BYTES = Counter("export_bytes", "Bytes produced by exports.", ["format", 
 EXPORT_CONCURRENT_RUNNING = Gauge("export_concurrent_running", "Exports running right now.")
 EXPORT_FAIL = Counter("export_fail", "Failed exports by reason.", ["reason", "format"])
 EXPORT_SUCCESS_RATE = Gauge("export_success_rate", "Share of finished exports that succeeded (0..1).", ["format"])
+
+# --- risk -------------------------------------------------------------------------------
+# Microsecond buckets: the pre-trade check targets P99 < 20 us in-process.
+_US = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000, 20000)
+RISK_CHECK_LATENCY_US = Histogram(
+    "risk_check_latency_us", "Time of one pre-trade risk check, all checks on (microseconds).", buckets=_US
+)
+RISK_DENIALS = Counter("risk_denials", "Orders denied by the pre-trade risk engine, by check.", ["check", "strategy"])
+RISK_STATE = Gauge("risk_state", "Trading state: 0 ACTIVE, 1 REDUCING, 2 HALTED (scope: global, "
+                   "strategy:<name>, instrument:<symbol>).", ["scope"])
+RISK_UTILISATION = Gauge("risk_utilisation", "Share of a book-wide risk limit in use (1 = at the limit): "
+                         "daily_loss, drawdown, gross_exposure, net_exposure, open_orders, submit_rate, cancel_rate.",
+                         ["limit"])
+PORTFOLIO_EQUITY = Gauge("portfolio_equity", "Equity of the risk engine's book (quote currency).")
+PORTFOLIO_EXPOSURE = Gauge("portfolio_exposure", "Signed exposure (position x mark) per symbol, quote currency.",
+                           ["symbol"])
+PORTFOLIO_VAR = Gauge("portfolio_var", "One-bar value at risk as a positive fraction of equity.", ["level", "method"])
+PORTFOLIO_ES = Gauge("portfolio_es", "One-bar expected shortfall as a positive fraction of equity.", ["level", "method"])
+PORTFOLIO_DRAWDOWN = Gauge("portfolio_drawdown", "Drawdown of the book's equity from its peak (positive fraction).")
+
+# --- models -----------------------------------------------------------------------------
+FEATURE_DRIFT_PSI = Gauge("feature_drift_psi", "Population stability index of a live feature over the monitor's "
+                          "window vs its training distribution (bins fixed at training; > 0.25 = shifted).",
+                          ["model", "feature"])
+FEATURE_DRIFT_KS = Gauge("feature_drift_ks", "Kolmogorov-Smirnov statistic of a live feature over the monitor's "
+                         "window vs its training distribution.", ["model", "feature"])
+MODEL_PREDICTION_DRIFT = Gauge("model_prediction_drift", "PSI of the live predictions over the monitor's window vs "
+                               "the out-of-fold predictions at training.", ["model"])
+MODEL_INFERENCE_LATENCY_MS = Histogram(
+    "model_inference_latency_ms", "Bar in to prediction out: live features + model inference (ms).", ["model"],
+    buckets=_MS_FAST,
+)
+MODEL_PREDICTIONS = Counter("model_predictions", "Predictions made by a live model monitor.", ["model"])
 
 #: Every metric defined here, by its base name (``_total``/``_bucket`` suffixes excluded).
 ALL: dict[str, Counter | Gauge | Histogram] = {

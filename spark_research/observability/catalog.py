@@ -27,7 +27,7 @@ from spark_research.config import PROJECT_ROOT
 from spark_research.observability.promql import promql_metric_names
 
 #: Capabilities that ship ``rules/<cap>.yml``, ``rules/<cap>_test.yml`` and ``dashboards/<cap>.json``.
-CAPABILITIES: tuple[str, ...] = ("streams", "optimizer", "gates", "backtest", "export")
+CAPABILITIES: tuple[str, ...] = ("streams", "optimizer", "gates", "backtest", "export", "models", "risk")
 RULES_DIR = PROJECT_ROOT / "rules"
 DASHBOARDS_DIR = PROJECT_ROOT / "dashboards"
 #: Uid of the Prometheus data source as every panel and target references it.

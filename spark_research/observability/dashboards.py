@@ -13,7 +13,7 @@ Example::
     >>> from spark_research.observability.dashboards import build_all
     >>> dashboards = build_all()
     >>> sorted(dashboards)
-    ['backtest', 'export', 'gates', 'optimizer', 'streams']
+    ['backtest', 'export', 'gates', 'models', 'optimizer', 'risk', 'streams']
     >>> [p["title"] for p in dashboards["export"]["panels"]][:2]
     ['Export latency P95', 'Export success rate']
 """
@@ -161,6 +161,12 @@ def streams_dashboard() -> dash_b.Dashboard:
                     _q(f"sum by (exchange) (rate(ws_duplicates_total[{_RATE}]))", "duplicates {{exchange}}"),
                     _q(f"sum by (exchange) (rate(ws_reconnects_total[{_RATE}]))", "reconnects {{exchange}}"),
                     w=24),
+        _timeseries("Book checksum failures", "Local order books that failed the venue's checksum per interval "
+                    "(each one is resynced); time fields corrected for a wrong unit.", "short",
+                    _q(f"sum by (exchange) (increase(book_checksum_fail_total[{_RATE}]))", "checksum {{exchange}}"),
+                    _q(f"sum by (exchange, field) (increase(ws_time_unit_fixes_total[{_RATE}]))",
+                       "time unit {{exchange}} {{field}}"),
+                    w=24),
     ])
 
 
@@ -244,6 +250,58 @@ def export_dashboard() -> dash_b.Dashboard:
     ])
 
 
+def models_dashboard() -> dash_b.Dashboard:
+    """Live models: feature drift (PSI, KS), prediction drift, inference latency, predictions vs bars."""
+    return _dashboard("spark-models", "spark_research / models", "Live model monitors: drift and inference.", [
+        _timeseries("Feature drift (PSI)", "PSI of each live feature over the monitor's window vs its training "
+                    "distribution (bins fixed at training). Alert above 0.25 for 15m.", "short",
+                    _q("feature_drift_psi", "{{model}} {{feature}}"), w=24),
+        _timeseries("Feature drift (KS)", "Kolmogorov-Smirnov statistic of each live feature vs training "
+                    "(updated when the monitor's drift table is computed).", "short",
+                    _q("feature_drift_ks", "{{model}} {{feature}}")),
+        _timeseries("Prediction drift (PSI)", "PSI of live predictions vs the out-of-fold predictions at training. "
+                    "Alert above 0.25 for 15m.", "short",
+                    _q("model_prediction_drift", "{{model}}")),
+        _timeseries("Inference latency P50 / P95", "Bar in to prediction out (live features + model). "
+                    "Target P95 < 2 ms.", "ms",
+                    _q(_quantile(0.5, "model_inference_latency_ms_bucket", "model"), "P50 {{model}}"),
+                    _q(_quantile(0.95, "model_inference_latency_ms_bucket", "model"), "P95 {{model}}")),
+        _timeseries("Predictions vs bars", "Predictions per second by model, and closed bars published by the "
+                    "ingest; a model at 0 while bars arrive is stalled.", "short",
+                    _q(f"sum by (model) (rate(model_predictions_total[{_RATE}]))", "predictions {{model}}"),
+                    _q(f"sum(rate(stream_channel_bars_total[{_RATE}]))", "bars")),
+        _heatmap("Inference latency histogram", "Distribution of bar-to-prediction latency.",
+                 "model_inference_latency_ms_bucket", "ms", w=24),
+    ])
+
+
+def risk_dashboard() -> dash_b.Dashboard:
+    """Pre-trade risk and the live portfolio: states, denials, check latency, equity, drawdown, exposure, VaR/ES."""
+    return _dashboard("spark-risk", "spark_research / risk", "Pre-trade risk engine and live portfolio.", [
+        _state_timeline("Trading state", "Per scope (global, strategy, instrument): ACTIVE, REDUCING (only orders "
+                        "that reduce exposure pass) or HALTED (nothing passes).",
+                        _q("risk_state", "{{scope}}"),
+                        {0: ("ACTIVE", "green"), 1: ("REDUCING", "yellow"), 2: ("HALTED", "red")}, w=24),
+        _timeseries("Denials by check", "Orders the risk engine denied per interval, by check and strategy.", "short",
+                    _q(f"sum by (check, strategy) (increase(risk_denials_total[{_RATE}]))", "{{check}} {{strategy}}")),
+        _timeseries("Check latency P50 / P99", "One pre-trade check, all checks on. Target P99 < 20 µs.", "µs",
+                    _q(_quantile(0.5, "risk_check_latency_us_bucket"), "P50"),
+                    _q(_quantile(0.99, "risk_check_latency_us_bucket"), "P99")),
+        _timeseries("Equity", "The book's equity (quote currency), marked to live prices or bar closes.", "short",
+                    _q("portfolio_equity", "equity")),
+        _timeseries("Drawdown", "Drawdown from the peak equity (fraction).", "percentunit",
+                    _q("portfolio_drawdown", "drawdown")),
+        _timeseries("Exposure by symbol", "Signed position x mark per symbol.", "short",
+                    _q("portfolio_exposure", "{{symbol}}")),
+        _timeseries("VaR and ES", "One-bar value at risk and expected shortfall (fraction of equity) at 95/99 %, "
+                    "historical and Cornish-Fisher; alert above 3 % at 99 %.", "percentunit",
+                    _q("portfolio_var", "VaR {{level}} {{method}}"),
+                    _q("portfolio_es", "ES {{level}} {{method}}")),
+        _timeseries("Limit utilisation", "Share of each book-wide limit in use (1 = at the limit).", "percentunit",
+                    _q("risk_utilisation", "{{limit}}"), w=24),
+    ])
+
+
 #: Builder of each capability's dashboard, by capability name.
 BUILDERS: dict[str, Callable[[], dash_b.Dashboard]] = {
     "streams": streams_dashboard,
@@ -251,6 +309,8 @@ BUILDERS: dict[str, Callable[[], dash_b.Dashboard]] = {
     "gates": gates_dashboard,
     "backtest": backtest_dashboard,
     "export": export_dashboard,
+    "models": models_dashboard,
+    "risk": risk_dashboard,
 }
 
 

@@ -106,7 +106,7 @@ def test_export_alerts_are_exactly_the_spec_ones():
 
 @pytest.mark.parametrize(("capability", "expected"), [
     ("streams", {"StreamsIngestLatencyP95High", "StreamsWsGapP95High", "StreamsSeqGapUnresolved",
-                 "StreamsConnectionDown"}),
+                 "StreamsConnectionDown", "StreamsBookChecksumFailing"}),
     ("optimizer", {"OptimizerQueueWaitP95High", "OptimizerStepLatencyP95High", "OptimizerQueueDepthGrowing",
                    "OptimizerJobsFailing"}),
     ("gates", {"GateClosed", "GateDriftHigh", "GateDecisionLatencyP95High", "GateFrequentCloses"}),

@@ -20,7 +20,7 @@ from spark_research.observability.promql import promql_metric_names
 #: Metrics each dashboard must chart (SPEC.md and the observability brief).
 REQUIRED_METRICS = {
     "streams": {"ws_msgs_total", "ingest_latency_ms_bucket", "ws_gap_ms_bucket", "ws_conn_state",
-                "ws_seq_gaps_total", "ws_resyncs_total", "ws_malformed_total"},
+                "ws_seq_gaps_total", "ws_resyncs_total", "ws_malformed_total", "book_checksum_fail_total"},
     "optimizer": {"optimizer_jobs_total", "optimizer_workers_running", "optimizer_queue_depth",
                   "optimizer_steps_inflight", "optimizer_step_latency_ms_bucket", "optimizer_queue_wait_ms_bucket"},
     "gates": {"gate_state", "drift_price_abs", "drift_bps", "paper_live_delta_pnl", "gate_close_total",
@@ -29,6 +29,10 @@ REQUIRED_METRICS = {
                  "backtest_determinism_diffs"},
     "export": {"export_latency_ms_bucket", "export_success_rate", "export_bytes_total",
                "export_concurrent_running", "export_requests_total"},
+    "risk": {"risk_state", "risk_denials_total", "risk_check_latency_us_bucket", "portfolio_equity",
+             "portfolio_exposure", "portfolio_var", "portfolio_drawdown"},
+    "models": {"feature_drift_psi", "feature_drift_ks", "model_prediction_drift", "model_inference_latency_ms_bucket",
+               "model_predictions_total"},
 }
 
 
