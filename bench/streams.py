@@ -10,6 +10,13 @@ trade stream is connected (``--min-clients 1``).
 2. Latency at 10k msg/s: exchange event time ``E`` (µs) → persisted, P50/P95/P99, with the
    diff-depth stream and local book on, as in production; the bare loop's E → parsed latency
    at the same rate is printed as the floor.
+3. Venues (alone: ``--only venues``): 100 symbols over the Coinbase, Kraken, OKX and Bybit protocols (25
+   each, one ``spark stream replay --venue`` process per venue, one connection per venue), one
+   :class:`~spark_research.streams.multi.MultiIngest` for all of them. Throughput with every
+   replay unthrottled against the bare loop over the same four connections (subscribe, receive,
+   orjson.loads, count trades); latency at 10k msg/s in total (2.5k per venue) with the books on,
+   venue trade time → persisted (OKX and Bybit stamp trades in whole milliseconds, so their
+   latencies read up to 1 ms high). cryptofeed is not measured: see ``CRYPTOFEED_NOTE``.
 
 Targets (SPEC): ingest latency P95 < 5 ms at 10k msg/s; throughput ≥ 50 % of the bare loop.
 Each side runs ``--runs`` times (default 5), bare loop and ingest back to back: every figure is the
@@ -18,8 +25,8 @@ and the throughput ratio is the median [min–max] of the per-pair ratios. Never
 time, but exits 1 if the ingest's stored ids differ from the exchange's (results disagree).
 Figures of a default run go to ``bench/results.json``.
 
-Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes; ``--quick``, smaller runs and not
-recorded, about 1 minute).
+Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes for the Binance section, 4 more for the
+venues; ``--only binance|venues`` runs one, not recorded; ``--quick``, smaller runs, not recorded).
 """
 from __future__ import annotations
 
@@ -44,6 +51,16 @@ from _results import RESULTS, record  # noqa: E402
 from _timing import MIN_RUNS, Spread, ratios  # noqa: E402
 
 from spark_research.streams.ingest import IngestClient, IngestConfig  # noqa: E402
+from spark_research.streams.multi import build_multi_ingest  # noqa: E402
+from spark_research.streams.venues import VENUES, get_venue  # noqa: E402
+
+#: Why cryptofeed is not in the venue section (printed with the figures).
+CRYPTOFEED_NOTE = (
+    "cryptofeed (2.4.1, checked from its sdist) not measured: its feeds hard-code wss:// endpoints as class "
+    "attributes and, before connecting, download each venue's full symbol list from the venue's REST API "
+    "(Kraken /0/public/AssetPairs, OKX /api/v5/public/instruments x5, Bybit and Coinbase product lists), "
+    "and its Kraken feed speaks WebSocket v1, not the v2 protocol replayed here; pointing it at loopback "
+    "needs those REST endpoints and Kraken v1 served by the replay, not done yet")
 
 
 class Exchange:
@@ -105,6 +122,162 @@ async def ingest_run(ex: Exchange, depth: bool, timeout: float) -> tuple[float, 
     return n / max(elapsed, 1e-9), list(client.latencies_ms), ids
 
 
+class VenueExchanges:
+    """One ``spark stream replay --venue`` process per venue, ``per_venue`` symbols each (started in parallel)."""
+
+    def __init__(self, per_venue: int, n_per_symbol: int, rate_per_venue: float):
+        self.symbols = {v: [f"S{i:02d}{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for i in range(per_venue)]
+                        for v in VENUES}
+        self.n = n_per_symbol
+        self.procs, self.urls = {}, {}
+        for v in VENUES:
+            cmd = [sys.executable, "-m", "spark_research.cli", "stream", "replay", "--venue", v, "--symbols",
+                   ",".join(self.symbols[v]), "--port", "0", "--n", str(n_per_symbol), "--rate", str(rate_per_venue),
+                   "--min-clients", "1"]
+            self.procs[v] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for v, p in self.procs.items():
+            line = p.stdout.readline()
+            if not line:
+                self.close()
+                raise RuntimeError(f"{v} replay did not start")
+            u = json.loads(line)
+            self.urls[v] = (u["ws_url"], u["rest_url"])
+
+    @property
+    def total(self) -> int:
+        return self.n * sum(len(s) for s in self.symbols.values())
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            p.kill()
+            p.wait(10)
+
+
+def _trades_in(venue: str, m) -> int:
+    """Trades a parsed frame carries (the bare loop's only look inside a message)."""
+    if venue == "okx":
+        return len(m["data"]) if "data" in m and m["arg"]["channel"] == "trades" else 0
+    if venue == "kraken":
+        return len(m["data"]) if m.get("channel") == "trade" else 0
+    if venue == "bybit":
+        return len(m["data"]) if m.get("topic", "").startswith("publicTrade") else 0
+    return sum(len(e["trades"]) for e in m["events"]) if m.get("channel") == "market_trades" else 0
+
+
+async def bare_venues(ex: VenueExchanges, timeout: float) -> float:
+    """The floor over the four venue connections: subscribe, receive, orjson.loads, count. Returns msg/s."""
+    got = 0
+    t0: list[float] = []
+    t_last = time.perf_counter()
+    deadline = time.monotonic() + timeout
+
+    async def one(venue: str) -> None:
+        nonlocal got, t_last
+        proto = get_venue(venue)
+        natives = [proto.native(s) for s in ex.symbols[venue]]
+        async with websockets.connect(proto.ws_url(ex.urls[venue][0]), max_size=2 ** 24, compression=None,
+                                      ping_interval=None) as ws:
+            for msg in proto.subscribe_messages(natives, depth=False):
+                await ws.send(msg)
+            mine, want = 0, ex.n * len(natives)
+            while mine < want and time.monotonic() < deadline:
+                raw = await ws.recv()
+                if raw in ("pong", b"pong"):
+                    continue
+                k = _trades_in(venue, orjson.loads(raw))
+                if k:
+                    if not t0:
+                        t0.append(time.perf_counter())
+                    mine += k
+                    got += k
+                    t_last = time.perf_counter()
+
+    await asyncio.gather(*(one(v) for v in VENUES))
+    return got / max(t_last - t0[0], 1e-9)
+
+
+async def ingest_venues(ex: VenueExchanges, depth: bool, timeout: float) -> tuple[float, list[float], bool]:
+    """The multi-venue ingest. Returns (msg/s, latencies venue trade time → persisted in ms, all ids stored)."""
+    root = tempfile.mkdtemp(prefix="bench-venues-")
+    m = build_multi_ingest([f"{v}:{','.join(s)}" for v, s in ex.symbols.items()], urls=ex.urls, root=root,
+                           from_id=1, depth=depth, latency_window=ex.n + 1)
+    clients = [c for f in m.feeds for c in f.clients.values()]
+    task = asyncio.ensure_future(m.run())
+    t0 = None
+    deadline = time.monotonic() + timeout
+    while sum(c.counters.trades for c in clients) < ex.total and time.monotonic() < deadline:
+        if t0 is None and any(c.counters.msgs for c in clients):
+            t0 = time.perf_counter()
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    n = sum(c.counters.trades for c in clients)
+    m.stop()
+    await task
+    ok = all(c.journal.last_id() == ex.n and c.counters.trades == ex.n for c in clients)
+    lat = [x for c in clients for x in c.latencies_ms]
+    for f in m.feeds:
+        f.close()
+    return n / max(elapsed, 1e-9), lat, ok
+
+
+def venues_section(args, recording: bool) -> bool:
+    """100 symbols over the four venue protocols: throughput vs the bare loop, latency at ``args.rate``."""
+    per_venue = args.venue_symbols // len(VENUES)
+    ok = True
+    bare_tp, ing_tp, ing_lat = [], [], []
+    n_tp = max(1, args.venue_n // (per_venue * len(VENUES)))
+    for _ in range(args.runs):
+        ex = VenueExchanges(per_venue, n_tp, 1_000_000)
+        try:
+            bare_tp.append(asyncio.run(bare_venues(ex, 120)))
+        finally:
+            ex.close()
+        ex = VenueExchanges(per_venue, n_tp, 1_000_000)
+        try:
+            tp, _, good = asyncio.run(ingest_venues(ex, depth=False, timeout=120))
+            ing_tp.append(tp)
+            if not good:
+                print("!! venue ingest (throughput) did not store every trade id of every symbol")
+                ok = False
+        finally:
+            ex.close()
+    n_lat = max(1, int(args.rate * args.latency_seconds) // (per_venue * len(VENUES)))
+    for _ in range(args.runs):
+        ex = VenueExchanges(per_venue, n_lat, args.rate / len(VENUES))
+        try:
+            _, lat, good = asyncio.run(ingest_venues(ex, depth=True, timeout=args.latency_seconds * 3 + 30))
+            ing_lat.append(lat)
+            if not good:
+                print(f"!! venue ingest at {args.rate:.0f} msg/s did not store every trade id of every symbol")
+                ok = False
+        finally:
+            ex.close()
+    nsym = per_venue * len(VENUES)
+    load = os.getloadavg()
+    print(f"== machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"== venues: {nsym} symbols over {', '.join(VENUES)} (one connection each), median [min–max] of "
+          f"{args.runs} runs")
+    bare, ingest, ratio = Spread.of(bare_tp), Spread.of(ing_tp), ratios(ing_tp, bare_tp)
+    print(f"bare loop, 4 venues         : {bare:,.0f} msg/s")
+    print(f"multi-venue ingest          : {ingest:,.0f} msg/s")
+    print(f"ratio ingest/bare (paired)  : {ratio:.2f}   (target >= 0.50: {'PASS' if ratio.median >= 0.5 else 'MISS'})")
+    p = {q: Spread.of(pct(r, q) for r in ing_lat) for q in (50, 95, 99)}
+    print(f"latency at {args.rate:,.0f} msg/s total, books on, trade time → persisted, ms: "
+          f"P50 {p[50]:.3f}  P95 {p[95]:.3f}  P99 {p[99]:.3f}")
+    print(f"venues P95 target < 5 ms    : {'PASS' if p[95].median < 5 else 'MISS'} ({p[95].median:.3f} ms)")
+    print(f"venues results agree (every symbol stored ids 1..n): {'yes' if ok else 'NO'}")
+    print(CRYPTOFEED_NOTE)
+    if recording and ok:
+        at = f"{nsym} symbols / 4 venues"
+        record("streams", f"multi-venue ingest throughput ({at})", ingest, "msg/s",
+               peer="bare websockets+orjson loop over the same 4 connections", ratio=ratio, target="≥ 0.5×")
+        record("streams", f"bare loop over 4 venue connections ({at})", bare, "msg/s")
+        for q in (50, 95, 99):
+            record("streams", f"multi-venue ingest at {args.rate / 1000:g}k msg/s ({at}), trade time → persisted, "
+                              f"P{q}", p[q], "ms", target="< 5 ms" if q == 95 else None)
+    return ok
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -117,10 +290,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=MIN_RUNS, help="runs per side, throughput and latency (default 5)")
     ap.add_argument("--quick", action="store_true", help="30k messages, 2 s latency runs; not recorded")
     ap.add_argument("--no-record", action="store_true", help="do not write bench/results.json")
+    ap.add_argument("--only", choices=("binance", "venues"), default=None, help="run one section only")
+    ap.add_argument("--venue-symbols", type=int, default=100, help="symbols over the 4 venues (venue section)")
+    ap.add_argument("--venue-n", type=int, default=100_000, help="messages per venue throughput run, all venues")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.latency_seconds = 30_000, 2.0
-    recording = not (args.quick or args.no_record) and args.runs >= MIN_RUNS
+        args.n, args.latency_seconds, args.venue_n = 30_000, 2.0, 40_000
+    # recording replaces all of this bench's figures: only a run of both sections records
+    recording = not (args.quick or args.no_record or args.only) and args.runs >= MIN_RUNS
+    if args.only == "venues":
+        return 0 if venues_section(args, recording) else 1
 
     ok = True
     bare_tp, ing_tp = [], []
@@ -192,6 +371,8 @@ def main() -> int:
         record("streams", f"{ingest_at}, P99", pcts["ingest"][99], "ms")
         record("streams", bare_p95, pcts["bare"][95], "ms")
         print(f"figures recorded in {RESULTS}")
+    if args.only is None:
+        ok = venues_section(args, recording) and ok
     return 0 if ok else 1
 
 if __name__ == "__main__":

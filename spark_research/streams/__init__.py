@@ -9,6 +9,11 @@ Modules (import what you need; this package imports nothing heavy by itself):
 * :mod:`~spark_research.streams.pipeline` — ``StreamPipeline``: replay exchange + ingest in one process
 * :mod:`~spark_research.streams.book`, :mod:`~spark_research.streams.bars`,
   :mod:`~spark_research.streams.journal` — local order book, bar aggregation, durable store
+* :mod:`~spark_research.streams.venues` — native Coinbase, Kraken, OKX and Bybit streams (one
+  connection per venue, many symbols, each venue's sequence/checksum rules) and their replay
+* :mod:`~spark_research.streams.multi` — ``build_multi_ingest(["binance:BTCUSDT", "kraken:BTC/USD"])``:
+  many venues and symbols in one ingest
+* :mod:`~spark_research.streams.timeunits` — venue time units (s, ms, µs, ns) checked by magnitude
 
 Example::
 

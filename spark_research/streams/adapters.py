@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from spark_research.streams.timeunits import UnitGuard
+
 
 class MalformedMessage(ValueError):
     """A frame that cannot be used. ``reason`` is a short label (``json``, ``schema``, ``invalid``...)."""
@@ -83,6 +85,7 @@ class ExchangeAdapter:
     """The venue-specific part of the ingest. See the module docstring for adding a venue."""
 
     name: str = "abstract"
+    rest_limit: int = 1000  #: most trades one REST backfill request returns
 
     def trade_stream_url(self, ws_base: str, symbol: str) -> str:
         """WebSocket URL of ``symbol``'s trade stream."""
@@ -116,6 +119,16 @@ class ExchangeAdapter:
         """Parse the REST order book snapshot answer."""
         raise NotImplementedError
 
+    async def fetch_trades(self, get, rest_base: str, symbol: str, from_id: int, limit: int,
+                           since_us: int | None = None, until: Trade | None = None) -> list[Trade]:
+        """Trades with id >= ``from_id`` from REST, by id (``get(url)`` returns the body).
+
+        ``since_us`` is the time of the last stored trade and ``until`` the first trade still
+        buffered after the gap: venues without paging by trade id (Kraken, Coinbase) page by
+        time, OKX pages backwards from ``until``. The default is one request to :meth:`trades_from_url`.
+        """
+        return self.parse_trades_rest(await get(self.trades_from_url(rest_base, symbol, from_id, limit)), symbol)
+
 
 _INF = float("inf")
 
@@ -142,7 +155,10 @@ class BinanceAdapter(ExchangeAdapter):
 
     ``time_unit="MICROSECOND"`` asks for microsecond ``E``/``T`` fields (Binance's
     ``timeUnit`` parameter), so latency is not quantised to whole milliseconds; with
-    ``"MILLISECOND"`` the wire is the classic millisecond format.
+    ``"MILLISECOND"`` the wire is the classic millisecond format. Some Binance-compatible
+    venues ignore ``timeUnit`` and keep sending milliseconds: the first values of each time
+    field are checked by magnitude (:class:`~spark_research.streams.timeunits.UnitGuard`) and
+    converted from the unit really sent, so stored times stay right.
     """
 
     name = "binance"
@@ -151,7 +167,9 @@ class BinanceAdapter(ExchangeAdapter):
         if time_unit not in ("MICROSECOND", "MILLISECOND"):
             raise ValueError(f"time_unit must be 'MICROSECOND' or 'MILLISECOND', got {time_unit!r}")
         self.time_unit = time_unit
-        self._to_us = 1 if time_unit == "MICROSECOND" else 1000
+        unit = "us" if time_unit == "MICROSECOND" else "ms"
+        #: one guard per time field and channel: a venue may honour timeUnit on REST but not on WS
+        self.units = {f: UnitGuard(self.name, f, unit) for f in ("trade.T", "trade.E", "depth.E", "rest.time")}
 
     def _q(self) -> str:
         return f"?timeUnit={self.time_unit}"
@@ -185,8 +203,8 @@ class BinanceAdapter(ExchangeAdapter):
             price, qty = float(m["p"]), float(m["q"])
             if not (0.0 < price < _INF and 0.0 < qty < _INF):  # also false for NaN
                 _positive(m["p"], "p"), _positive(m["q"], "q")  # raises, naming the bad field
-            to_us = self._to_us
-            return Trade(m["s"], tid, price, qty, int(m["T"]) * to_us, int(m["E"]) * to_us, m["m"] is True)
+            u = self.units
+            return Trade(m["s"], tid, price, qty, u["trade.T"].to_us(m["T"]), u["trade.E"].to_us(m["E"]), m["m"] is True)
         except MalformedMessage:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -203,7 +221,7 @@ class BinanceAdapter(ExchangeAdapter):
             first, last = m["U"], m["u"]
             if type(first) is not int or type(last) is not int or last < first:
                 raise MalformedMessage("invalid", f"fields 'U','u' = {first!r},{last!r}: need integers with U <= u")
-            return DepthUpdate(m["s"], first, last, int(m["E"]) * self._to_us,
+            return DepthUpdate(m["s"], first, last, self.units["depth.E"].to_us(m["E"]),
                                _levels(m["b"], "b"), _levels(m["a"], "a"))
         except MalformedMessage:
             raise
@@ -213,8 +231,9 @@ class BinanceAdapter(ExchangeAdapter):
     def parse_trades_rest(self, body: bytes, symbol: str) -> list[Trade]:
         rows = orjson.loads(body)
         out = []
+        guard = self.units["rest.time"]
         for r in rows:
-            t = int(r["time"]) * self._to_us
+            t = guard.to_us(r["time"])
             out.append(Trade(symbol, int(r["id"]), _positive(r["price"], "price"), _positive(r["qty"], "qty"),
                              t, t, bool(r["isBuyerMaker"])))
         return out

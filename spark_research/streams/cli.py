@@ -5,6 +5,9 @@ Example::
     spark stream replay --rate 1000 --port 9443 --faults skip_every=200,drop_every=5000
     spark stream replay --orders latency_ms=50,slippage_bps=3,partial_fill_prob=0.3
     spark stream ingest --ws-url ws://127.0.0.1:9443 --rest-url http://127.0.0.1:9443 --from-id 1
+    spark stream replay --venue kraken --symbols BTC/USD,ETH/USD --port 9001
+    spark stream ingest --venue binance:BTCUSDT,ETHUSDT --venue kraken:BTC/USD,ETH/USD \
+        --venue-url binance=ws://127.0.0.1:9443 --venue-url kraken=ws://127.0.0.1:9001 --from-id 1
     spark stream status
 """
 from __future__ import annotations
@@ -17,8 +20,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("stream", help="live streams: replay exchange, ingest, status")
     sub = p.add_subparsers(dest="stream_command", metavar="SUBCOMMAND", required=True)
 
-    r = sub.add_parser("replay", help="serve the Binance-format replay exchange on 127.0.0.1")
+    r = sub.add_parser("replay", help="serve a replay exchange on 127.0.0.1 (Binance format, or --venue's)")
     r.add_argument("--symbol", default="BTCUSDT")
+    r.add_argument("--venue", default="binance", help="binance, coinbase, kraken, okx or bybit")
+    r.add_argument("--symbols", default=None, help="symbols of a --venue replay, comma-separated (e.g. BTC/USD,ETH/USD)")
+    r.add_argument("--depth-every", type=int, default=None, help="trades of a symbol between two book updates")
     r.add_argument("--n", type=int, default=100_000, help="synthetic trades in the tape")
     r.add_argument("--first-id", type=int, default=1)
     r.add_argument("--seed", type=int, default=42)
@@ -37,6 +43,10 @@ def register(subparsers) -> None:
     i = sub.add_parser("ingest", help="ingest trades and depth from a Binance-format WebSocket")
     i.add_argument("--symbol", default="BTCUSDT")
     i.add_argument("--exchange", default="binance")
+    i.add_argument("--venue", action="append", default=None, metavar="VENUE:SYM[,SYM]",
+                   help="ingest these symbols of VENUE (repeatable; one connection per venue), e.g. kraken:BTC/USD")
+    i.add_argument("--venue-url", action="append", default=[], metavar="VENUE=WS[,REST]",
+                   help="endpoint of a --venue (default: the venue's public one), e.g. kraken=ws://127.0.0.1:9001")
     i.add_argument("--ws-url", default="ws://127.0.0.1:9443")
     i.add_argument("--rest-url", default="http://127.0.0.1:9443")
     i.add_argument("--root", default=None, help="journal/status directory (default var/ingest)")
@@ -71,6 +81,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     _logging()
     faults = Faults.parse(args.faults)
+    if args.venue != "binance":
+        return _venue_replay(args, faults)
     orders = OrderConfig.parse(args.orders)
     if args.from_store:
         tape = load_tape(args.symbol, n=args.n)
@@ -99,6 +111,37 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _venue_replay(args: argparse.Namespace, faults) -> int:
+    import asyncio
+    import sys
+
+    import orjson
+
+    from spark_research.streams.venues.replay import VenueReplay
+
+    symbols = [s for s in (args.symbols or args.symbol).split(",") if s]
+    ex = VenueReplay(args.venue, symbols, n=args.n, rate=args.rate, faults=faults, host=args.host, port=args.port,
+                     seed=args.seed, min_clients=args.min_clients, depth_every=args.depth_every)
+
+    async def main() -> None:
+        await ex.astart()
+        sys.stdout.write(orjson.dumps({"ws_url": ex.ws_url, "rest_url": ex.rest_url, "port": ex.port,
+                                       "venue": ex.venue, "symbols": [m.native for m in ex.markets]}).decode() + "\n")
+        sys.stdout.flush()
+        while True:
+            await asyncio.sleep(0.1)
+            if ex.finished and args.exit_when_done is not None:
+                await asyncio.sleep(args.exit_when_done)
+                break
+        await ex.astop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from spark_research.streams.ingest import IngestConfig, run_ingest
 
@@ -107,6 +150,14 @@ def _ingest(args: argparse.Namespace) -> int:
         from spark_research.metrics import serve_metrics
 
         serve_metrics(args.metrics_port)
+    if args.venue:
+        from spark_research.streams.multi import build_multi_ingest, parse_venue_url, run_multi_ingest
+
+        urls = dict(parse_venue_url(u) for u in args.venue_url)
+        ingest = build_multi_ingest(args.venue, urls=urls, root=args.root, from_id=args.from_id,
+                                    depth=not args.no_depth, durability=args.durability)
+        run_multi_ingest(ingest, duration_s=args.duration)
+        return 0
     cfg = IngestConfig(symbol=args.symbol, exchange=args.exchange, ws_url=args.ws_url, rest_url=args.rest_url,
                        root=args.root, from_id=args.from_id, depth=not args.no_depth, durability=args.durability)
     run_ingest(cfg, duration_s=args.duration)

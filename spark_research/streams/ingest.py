@@ -145,12 +145,13 @@ class IngestCounters:
     bars: int = 0
     callback_errors: int = 0
     shed: int = 0  #: live trades not buffered because the reorder buffer was full (fetched later over REST)
+    checksum_fails: int = 0  #: order books that failed the venue's checksum (each resynced)
 
 
 class IngestClient:
     """Ingest of one symbol from one exchange. See the module docstring."""
 
-    def __init__(self, config: IngestConfig, adapter: ExchangeAdapter | None = None):
+    def __init__(self, config: IngestConfig, adapter: ExchangeAdapter | None = None, journal=None):
         self.config = config
         self.adapter = adapter or get_adapter(config.exchange)
         self.exchange = self.adapter.name
@@ -159,8 +160,10 @@ class IngestClient:
         self.streams = {"trade": f"{sym}@trade", "depth": f"{sym}@depth"}
         root = config.root_dir
         root.mkdir(parents=True, exist_ok=True)
-        self.journal = IngestJournal(root / f"{self.exchange}-{self.symbol}.sqlite", self.exchange, self.symbol,
-                                     config.durability, checkpoint_every_s=1.0)
+        # ``journal``: a store with IngestJournal's interface (a venue feed shares one file among its symbols)
+        self.journal = journal if journal is not None else IngestJournal(
+            root / f"{self.exchange}-{self.symbol}.sqlite", self.exchange, self.symbol, config.durability,
+            checkpoint_every_s=1.0)
         self.status_path = root / f"{self.exchange}-{self.symbol}.status.json"
         self.book = LocalBook(self.symbol)
         self.bars = BarAggregator(self.symbol)
@@ -174,6 +177,7 @@ class IngestClient:
             oldest = min(last.time_us - last.time_us % us for us in self.bars.intervals.values())
             self.bars.restore(self.journal.trades_since(oldest))
         self.last_price: float | None = last.price if last else None
+        self.last_time_us: int | None = last.time_us if last else None
         self.latencies_ms: deque[float] = deque(maxlen=config.latency_window)
         self.gaps_ms: deque[float] = deque(maxlen=config.latency_window)
         self._bar_callbacks: list[Callable[[Bar], None]] = []
@@ -196,7 +200,13 @@ class IngestClient:
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        #: set by an external feed: called with this client when a batch opens, instead of scheduling
+        #: its own commit (the feed commits the batches of all its symbols in one transaction)
+        self.group_flush: Callable[["IngestClient"], None] | None = None
+        #: set by an external feed: ``(gap values, latency values)`` lists it observes in bulk for all its symbols
+        self.obs_sink: tuple[list[float], list[float]] | None = None
         self._started_at = time.time()
+        self._next_status = 0.0
         ex = self.exchange
         self._m_msgs = {k: metrics.WS_MSGS.labels(ex, s) for k, s in self.streams.items()}
         self._m_gap = metrics.WS_GAP_MS.labels(ex)
@@ -274,6 +284,28 @@ class IngestClient:
             self._thread = None
         else:
             _cancel()
+
+    def attach(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None = None) -> None:
+        """Be driven by an external feed on ``loop`` instead of :meth:`run`.
+
+        A :class:`~spark_research.streams.venues.feed.VenueFeed` carries many symbols on one
+        connection: it parses frames itself, passes each symbol's trades to that symbol's client
+        with :meth:`feed_trade`, calls :meth:`housekeep` periodically and :meth:`detach` at the end.
+        ``thread`` (the feed's thread, if any) lets :meth:`call` reach the loop from other threads.
+        """
+        self._loop, self._thread, self._stopping = loop, thread, False
+
+    def detach(self) -> None:
+        """End external driving: commit the last batch, write the status, mark the streams disconnected."""
+        self._stopping = True
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        self._flush()
+        self._write_status()
+        self.journal.stop_checkpoints()
+        for k in self.streams:
+            self._set_state(k, DISCONNECTED)
+        self._thread = None
 
     def call(self, fn: Callable, *args):
         """Run ``fn(*args)`` on the ingest's loop and return the result (consistent reads from other threads)."""
@@ -389,8 +421,7 @@ class IngestClient:
             self.book.reset()
             await self._book_resync(None)
 
-    def _on_trade_frame(self, raw: bytes | str):
-        now = time.perf_counter()
+    def _note_msg(self, now: float) -> None:
         last = self._last_trade_msg
         if last:
             gap_ms = (now - last) * 1000.0
@@ -399,6 +430,10 @@ class IngestClient:
         self._last_trade_msg = self._last_activity = now
         self._unreported_msgs += 1  # added to ws_msgs_total at each commit: one lock per batch
         self.counters.msgs += 1
+
+    def _on_trade_frame(self, raw: bytes | str):
+        now = time.perf_counter()
+        self._note_msg(now)
         try:
             t = self.adapter.parse_trade(raw)
         except MalformedMessage as exc:
@@ -407,6 +442,17 @@ class IngestClient:
         if t.symbol != self.symbol:
             self._malformed("symbol", raw, f"field 's' = {t.symbol!r}, expected {self.symbol!r}")
             return None
+        return self._on_trade(t, now)
+
+    def feed_trade(self, t: Trade, now: float) -> None:
+        """Sequence, store and aggregate ``t`` received by an external feed (one connection, many symbols).
+
+        ``now`` is ``time.perf_counter()`` at reception. See :meth:`attach`.
+        """
+        self._note_msg(now)
+        self._on_trade(t, now)
+
+    def _on_trade(self, t: Trade, now: float):
         if self.last_id is None:  # fresh store and no from_id: start from this very trade
             self.last_id = t.id - 1
         tid = t.id
@@ -434,10 +480,13 @@ class IngestClient:
     def _accept(self, t: Trade, live: bool, now: float) -> None:
         if not self._batch:
             self._batch_started = now
-            if self._loop is not None:  # commit as soon as the socket has nothing more for us
+            if self.group_flush is not None:
+                self.group_flush(self)
+            elif self._loop is not None:  # commit as soon as the socket has nothing more for us
                 self._loop.call_soon(self._flush_when_idle)
         self.last_id = t.id
         self.last_price = t.price
+        self.last_time_us = t.time_us
         self._batch.append(t)
         if live:
             self._batch_live_us.append(t.event_us)
@@ -478,15 +527,23 @@ class IngestClient:
                 if target is not None and self.last_id >= target:
                     break
                 from_id = self.last_id + 1
-                url = self.adapter.trades_from_url(self.config.rest_url, self.symbol, from_id, 1000)
+                limit = self.adapter.rest_limit
+                until = self._pending[min(self._pending)] if self._pending else None
                 try:
-                    rows = self.adapter.parse_trades_rest(await self._http_get(url), self.symbol)
+                    rows = await self.adapter.fetch_trades(self._http_get, self.config.rest_url, self.symbol, from_id,
+                                                           limit, self.last_time_us, until)
                 except (OSError, HTTPClientError, asyncio.TimeoutError, ValueError, KeyError) as exc:
                     log.warning("backfill from id %s failed: %s; retrying", from_id, exc)
                     await asyncio.sleep(self._backoff(1))
                     continue
                 now = time.perf_counter()
                 fresh = [t for t in rows if t.id > self.last_id]
+                if fresh and target is not None and fresh[0].id > target:
+                    # the venue's REST no longer has any of the missing ids (Bybit keeps only the
+                    # last 60): record the hole and continue with the buffered trades after it
+                    log.error("venue has no trades %s..%s; continuing after the hole", self.last_id + 1, target)
+                    self.last_id = target
+                    break
                 for t in fresh:
                     if t.id <= self.last_id:  # arrived on the socket while we were waiting
                         continue
@@ -498,7 +555,7 @@ class IngestClient:
                     self._accept(t, False, now)
                     got += 1
                     self.counters.backfilled += 1
-                if not fresh or len(rows) < 1000 and target is None:
+                if not fresh or len(rows) < limit and target is None:
                     break
             if gap or got:
                 self.counters.resyncs += 1
@@ -520,21 +577,38 @@ class IngestClient:
             self._loop.call_later(self.config.min_flush_ms / 1000.0, self._flush_when_idle)
 
     def _flush(self) -> None:
+        w = self._flush_write()
+        if w is not None:
+            self._flush_done(w)
+
+    def _flush_write(self):
+        """Phase 1 of a commit: metrics, then the batch into the journal (``None`` if no batch)."""
         if self._unreported_msgs:
             self._m_msgs["trade"].inc(self._unreported_msgs)
             self._unreported_msgs = 0
         if self._gap_obs:
-            observe_many(self._m_gap, self._gap_obs)
+            if self.obs_sink is not None:
+                self.obs_sink[0].extend(self._gap_obs)
+            else:
+                observe_many(self._m_gap, self._gap_obs)
             self._gap_obs = []
         if not self._batch:
-            return
+            return None
         batch, live, bars = self._batch, self._batch_live_us, self._closed_bars
         self._batch, self._batch_live_us, self._closed_bars = [], [], []
         self.journal.commit(batch, bars)
+        return batch, live, bars
+
+    def _flush_done(self, written) -> None:
+        """Phase 2, once the batch is durable: latency, counters, bar callbacks."""
+        batch, live, bars = written
         now_us = time.time_ns() / 1000.0
         lat_ms = [(now_us - e) / 1000.0 for e in live]
         self.latencies_ms.extend(lat_ms)
-        observe_many(self._m_lat, lat_ms)
+        if self.obs_sink is not None:
+            self.obs_sink[1].extend(lat_ms)
+        else:
+            observe_many(self._m_lat, lat_ms)
         self.counters.trades += len(batch)
         if bars:
             self.counters.bars += len(bars)
@@ -623,27 +697,29 @@ class IngestClient:
     # ----------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
         interval = self.config.flush_interval_ms / 1000.0
-        next_status = 0.0
         while not self._stopping:
             await asyncio.sleep(interval)
-            now = time.perf_counter()
-            if (self._batch and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms) or (
-                    not self._batch and self._unreported_msgs):
-                self._flush()
-            if self._pending and self._resync_task is None:
-                self._drain(now)
-            idle = now - self._last_activity
-            if (self._resync_task is None and self.last_id is not None and self.state["trade"] == CONNECTED
-                    and idle >= self.config.idle_resync_s):
-                self._last_activity = now  # one REST check per idle period
-                self._start_resync("idle")
-            if (self.config.depth and self.book.synced and self.state["depth"] == CONNECTED
-                    and self._depth_check is None and now - self._last_depth_activity >= self.config.idle_resync_s):
-                self._last_depth_activity = now
-                self._depth_check = asyncio.ensure_future(self._check_book())
-            if now >= next_status:
-                next_status = now + self.config.status_interval_s
-                self._write_status()
+            self.housekeep(time.perf_counter())
+
+    def housekeep(self, now: float) -> None:
+        """Periodic duties: flush a batch that waited long enough, drain/resync gaps, idle checks, status file."""
+        if (self._batch and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms) or (
+                not self._batch and self._unreported_msgs):
+            self._flush()
+        if self._pending and self._resync_task is None:
+            self._drain(now)
+        idle = now - self._last_activity
+        if (self._resync_task is None and self.last_id is not None and self.state["trade"] == CONNECTED
+                and idle >= self.config.idle_resync_s):
+            self._last_activity = now  # one REST check per idle period
+            self._start_resync("idle")
+        if (self.config.depth and self.book.synced and self.state["depth"] == CONNECTED
+                and self._depth_check is None and now - self._last_depth_activity >= self.config.idle_resync_s):
+            self._last_depth_activity = now
+            self._depth_check = asyncio.ensure_future(self._check_book())
+        if now >= self._next_status:
+            self._next_status = now + self.config.status_interval_s
+            self._write_status()
 
     def _write_status(self) -> None:
         tmp = self.status_path.with_suffix(".tmp")

@@ -82,6 +82,7 @@ class Faults:
     order_drop_every: int = 0  #: execute every Nth order, then close its connection without answering
     order_stall_every: int = 0  #: hold the answer of every Nth order ``order_stall_ms`` after executing it
     order_stall_ms: float = 0.0
+    checksum_every: int = 0  #: venue replays (Kraken, OKX): every Nth book update carries a wrong checksum
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -274,7 +275,7 @@ class _StreamHandler(tornado.websocket.WebSocketHandler):
             self.close(1008, f"unknown stream {stream!r}")
             return
         self.set_nodelay(True)
-        micro = self.get_query_argument("timeUnit", "MILLISECOND").upper() == "MICROSECOND"
+        micro = ex.honour_time_unit and self.get_query_argument("timeUnit", "MILLISECOND").upper() == "MICROSECOND"
         self.conn = _Conn(self, parts[1], micro)
         ex.counters.connections += 1
         ex._conns.add(self.conn)
@@ -332,7 +333,7 @@ class _TradesHandler(_Json):
         if not 1 <= limit <= 1000:
             return self.bad("limit", limit, "must be in 1..1000")
         unit = self.request.headers.get("X-MBX-TIME-UNIT") or self.get_query_argument("timeUnit", "MILLISECOND")
-        self.reply(ex.historical_trades(from_id, limit, micro=unit.upper() == "MICROSECOND"))
+        self.reply(ex.historical_trades(from_id, limit, micro=ex.honour_time_unit and unit.upper() == "MICROSECOND"))
 
 
 class _DepthHandler(_Json):
@@ -364,6 +365,7 @@ class ReplayExchange:
     omitted, ``n`` seeded synthetic trades are generated. ``rate`` is in messages per second
     (1 to 50k). The tape publishes once; :attr:`finished` turns true when it is exhausted.
     ``orders`` sets how orders execute (:class:`~spark_research.streams.orders.OrderConfig`).
+    ``honour_time_unit=False`` makes it a venue that ignores ``timeUnit`` (milliseconds always).
 
     Example::
 
@@ -376,7 +378,7 @@ class ReplayExchange:
     def __init__(self, trades: pd.DataFrame | None = None, *, symbol: str = "BTCUSDT", n: int = 10_000,
                  seed: int = 42, rate: float = 1_000.0, faults: Faults | None = None, host: str | None = None,
                  port: int = 0, depth_every: int | None = None, book_levels: int = 20, min_clients: int = 0,
-                 orders: OrderConfig | None = None):
+                 orders: OrderConfig | None = None, honour_time_unit: bool = True):
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be in 1..1_000_000 msg/s, got {rate!r}")
         if trades is None:
@@ -385,6 +387,8 @@ class ReplayExchange:
             raise ValueError("trades: the tape is empty")
         self.symbol = str(trades["symbol"].iloc[0]).upper()
         self.rate = float(rate)
+        #: False: ignore ``timeUnit`` and always send milliseconds, as some Binance-compatible venues do
+        self.honour_time_unit = honour_time_unit
         self.min_clients = min_clients  #: hold the tape until this many trade streams are connected
         self.faults = faults or Faults()
         self.host = host or settings().host
