@@ -23,14 +23,16 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 import numpy as np
 import pandas as pd
 
-from spark_research.backtest.engine import _is_utc_aware, to_frame
-from spark_research.backtest.strategies import get_strategy
-from spark_research.backtest.strategy import Strategy
+if TYPE_CHECKING:
+    from spark_research.backtest.strategy import Strategy
+
+# The engine (vectorbt, ~4 s to import) is imported by the strategy checks when they run, so
+# check_series_lookahead (features) costs no vectorbt import.
 
 _SIGNALS = ("entries", "exits", "short_entries", "short_exits")
 
@@ -366,6 +368,9 @@ def check_lookahead(strategy: str | type[Strategy] | Strategy, bars: pd.DataFram
         raise ValueError(f"budget_s must be > 0 seconds, got {budget_s!r}")
     if max_signal_cuts < 0:
         raise ValueError(f"max_signal_cuts must be >= 0, got {max_signal_cuts!r}")
+    from spark_research.backtest.engine import _is_utc_aware, to_frame
+    from spark_research.backtest.strategies import get_strategy
+
     started = time.perf_counter()
     strat = get_strategy(strategy)
     resolved = strat.resolve(dict(params or {}))
@@ -466,6 +471,9 @@ def check_warmup(strategy: str | type[Strategy] | Strategy, bars: pd.DataFrame,
         >>> w.warmup_bars["slow_ma"], w.history_dependent   # 50 tail bars + 39 bars of window
         (89, [])
     """
+    from spark_research.backtest.engine import to_frame
+    from spark_research.backtest.strategies import get_strategy
+
     strat = get_strategy(strategy)
     resolved = strat.resolve(dict(params or {}))
     frame = to_frame(bars)
@@ -503,3 +511,92 @@ def check_warmup(strategy: str | type[Strategy] | Strategy, bars: pd.DataFrame,
                 lo = mid
         stable_from[name] = hi
     return WarmupReport(strat.name, resolved, tail, stable_from, sorted(dependent))
+
+
+# -- any bars -> series callable (features) ----------------------------------------------------
+
+
+def _named_series(out: Any, name: str, index: pd.Index) -> dict[str, np.ndarray]:
+    """``out`` (Series, DataFrame, mapping of Series, or array) as ``{series name: values}``."""
+    if isinstance(out, pd.DataFrame):
+        return {f"{name}:{c}": _values(out[c], index) for c in out.columns}
+    if isinstance(out, Mapping):
+        return {f"{name}:{k}": _values(v, index) for k, v in out.items()}
+    return {name: _values(out, index)}
+
+
+def check_series_lookahead(compute: Callable[[pd.DataFrame], Any], bars: pd.DataFrame, name: str = "series",
+                           params: Mapping[str, Any] | None = None, n_cuts: int = 25, min_bars: int | None = None,
+                           rtol: float = 1e-12, *, seed: int = 0, budget_s: float = 5.0, max_special_cuts: int = 32,
+                           kinds: Collection[str] = ("warmup", "special", "even", "random")) -> LookaheadReport:
+    """:func:`check_lookahead` for any ``bars -> series`` callable (a feature, an indicator).
+
+    ``compute(bars)`` returns a Series aligned to ``bars`` (or a DataFrame / mapping of them,
+    each column checked as ``name:column``). It is rerun on ``bars`` cut after bar *t*, for the
+    same kinds of cut as strategies get (``signal`` cuts do not apply), and every value up to
+    *t* that differs from the full run is a :class:`Violation`. ``params`` only feed the warm-up
+    cuts (integer parameters such as windows and the lookback get cuts around them) and the
+    report. ``bars`` is passed to ``compute`` as given (a ``timestamp`` column or a
+    DatetimeIndex), prefixes with ``bars.iloc[:t + 1]``.
+
+    Example::
+
+        >>> from spark_research.data import generate_bars
+        >>> bars = generate_bars("BTCUSDT", n=500, seed=1).set_index("timestamp")
+        >>> check_series_lookahead(lambda b: b["close"].rolling(5).mean(), bars, "sma_5").passed
+        True
+        >>> report = check_series_lookahead(lambda b: b["close"].shift(-1), bars, "next_close")
+        >>> report.passed, report.violations[0].bar  # the earliest cut keeps bars 0..1
+        (False, 1)
+    """
+    unknown = sorted(set(kinds) - set(CUT_KINDS))
+    if unknown:
+        raise ValueError(f"kinds: unknown cut kind(s) {unknown}; known: {list(CUT_KINDS)}")
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0 seconds, got {budget_s!r}")
+    started = time.perf_counter()
+    params = dict(params or {})
+    frame = bars.set_index("timestamp") if "timestamp" in bars.columns else bars
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise ValueError(f"bars: need a 'timestamp' column or a DatetimeIndex, got {type(frame.index).__name__}")
+    index = frame.index
+    n = len(frame)
+    full = _named_series(compute(bars), name, index)
+    first, last = max(1, (min_bars or 2) - 1), n - 2
+    rng = np.random.default_rng(seed)
+    ints = {k: v for k, v in params.items()
+            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)}
+    candidates = {
+        "warmup": _warmup_cuts({f"indicator:{k}": v for k, v in full.items()}, ints, last) if "warmup" in kinds else [],
+        "special": _special_bars(frame, rng, max_special_cuts) if "special" in kinds else [],
+        "even": _even_cuts(n, n_cuts, min_bars) if "even" in kinds else [],
+        "random": _random_cuts(first, last, n_cuts, rng) if "random" in kinds else [],
+    }
+    plan = [(t, kind) for t, kind in _plan(candidates) if first <= t <= last]
+    report = LookaheadReport(name, params, 0, cuts_by_kind={k: 0 for k in CUT_KINDS if k in kinds and k != "signal"},
+                             planned=len(plan), budget_s=budget_s)
+    done: list[int] = []
+    for t, kind in plan:
+        if time.perf_counter() - started > budget_s:
+            report.budget_exhausted = True
+            break
+        try:
+            part = _named_series(compute(bars.iloc[: t + 1]), name, index[: t + 1])
+        except Exception as exc:  # a callable that cannot run on few bars is not lookahead
+            report.errors[t] = f"{type(exc).__name__}: {exc}"
+            continue
+        done.append(t)
+        report.cuts_by_kind[kind] += 1
+        for series, values in full.items():
+            if series not in part:
+                report.violations.append(Violation(series, index[t], index[t], _scalar(values[t]), None, t, t, kind))
+                continue
+            i = _first_mismatch(values, part[series], rtol)
+            if i is not None:
+                report.violations.append(Violation(series, index[i], index[t], _scalar(values[i]),
+                                                   _scalar(part[series][i]), i, t, kind))
+    report.cuts = len(done)
+    report.cut_bars = sorted(done)
+    report.violations.sort(key=lambda v: (v.bar, v.series, v.cut_bar))
+    report.elapsed_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,40 @@
+"""Point-in-time features: a registry of lookahead-checked features, a Parquet/DuckDB store.
+
+Public surface (imported lazily, so ``import spark_research.features.cli`` stays light)::
+
+    from spark_research.features import feature, get_feature, list_features, compute_features
+    from spark_research.features import FeatureStore, LiveFeatures, asof_matrix
+
+Example::
+
+    >>> from spark_research.features import list_features
+    >>> "ret_1" in list_features()
+    True
+"""
+from __future__ import annotations
+
+from spark_research._lazy import lazy_exports
+
+_EXPORTS = {
+    # registry: the @feature decorator and lookups
+    "Feature": "registry",
+    "FeatureError": "registry",
+    "LeakyFeatureError": "registry",
+    "LookbackError": "registry",
+    "UnknownFeature": "registry",
+    "feature": "registry",
+    "get_feature": "registry",
+    "list_features": "registry",
+    "compute_features": "registry",
+    "feature_columns": "registry",
+    "BarWindow": "registry",
+    # store: Parquet per symbol, code hashes in the metadata, DuckDB as-of joins
+    "FeatureStore": "store",
+    "StaleFeatureError": "store",
+    "asof_matrix": "store",
+    # live: one bar at a time, same code as the batch path
+    "LiveFeatures": "live",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports("spark_research.features", _EXPORTS)
