@@ -8,7 +8,8 @@ A strategy is found by any of:
   (directories or ``.py`` files separated by ``os.pathsep``);
 * an import path ``"package.module:Class"``;
 * a file path ``"path/to/file.py:Class"``;
-* the class object itself (also one defined in a notebook cell or ``__main__``), or an instance.
+* the class object itself (also one defined in a notebook cell or ``__main__``), or an instance;
+* a reserved scheme (:data:`SCHEMES`): ``"model:ID"`` is a registered model's ``ModelStrategy``.
 
 :func:`resolve_strategy` returns the class; :func:`identify` says how it was named and
 hashes its code (:class:`StrategyIdentity`), which is what a stored sweep records;
@@ -50,6 +51,9 @@ from spark_research.backtest.strategy import Param, Strategy
 ENTRY_POINT_GROUP = "spark_research.strategies"
 #: Prefix of the module names given to strategy files (they are not importable by name).
 FILE_MODULE_PREFIX = "spark_user_strategies"
+#: Reserved prefixes ``"scheme:ID"`` resolved by another capability's factory (imported on first use):
+#: ``"model:ID"`` is the strategy of a registered model (:mod:`spark_research.models.strategy`).
+SCHEMES: dict[str, str] = {"model": "spark_research.models.strategy:strategy_for"}
 
 StrategyLike = Any  # str | type[Strategy] | Strategy
 
@@ -79,7 +83,7 @@ class StrategyIdentity:
     """
 
     ref: str  #: how to name it again: "sma_cross", "pkg.mod:Class", "/abs/file.py:Class", "__main__:Class"
-    kind: str  #: shipped | registered | plugin | path | import | file | class
+    kind: str  #: shipped | registered | plugin | path | import | file | class | model (a SCHEMES prefix)
     name: str  #: the strategy's ``name`` (registry name or class name)
     qualname: str  #: "module:QualName" of the class
     source_hash: str  #: sha256 (16 hex digits) of the class's code: methods' bytecode, constants, Params
@@ -365,6 +369,9 @@ def resolve_strategy(ref: StrategyLike) -> type[Strategy]:
     if not isinstance(ref, str) or not ref.strip():
         raise StrategyError(f"strategy must be a name, 'module:Class', 'file.py:Class' or a Strategy class, got {ref!r}")
     ref = ref.strip()
+    scheme, _, rest = ref.partition(":")
+    if rest and scheme in SCHEMES:
+        return _by_scheme(scheme, rest, ref)
     if ":" in ref:
         left, _, attr = ref.rpartition(":")
         if not left or not attr:
@@ -379,6 +386,17 @@ def resolve_strategy(ref: StrategyLike) -> type[Strategy]:
             return _attr(load_strategy_file(left), attr, ref)
         return _attr(_import_module(left, ref), attr, ref)
     return _by_name(ref)
+
+
+def _by_scheme(scheme: str, rest: str, asked: str) -> type[Strategy]:
+    """The strategy ``SCHEMES[scheme]`` makes for ``rest`` (``"model:ID"`` -> the model's strategy class)."""
+    mod, _, func = SCHEMES[scheme].partition(":")
+    factory = getattr(_import_module(mod, asked), func)
+    try:
+        cls = factory(rest)
+    except LookupError as exc:
+        raise UnknownStrategy(f"strategy {asked!r}: {exc}") from exc
+    return validate_strategy_class(cls, asked=repr(asked))
 
 
 # ---------------------------------------------------------------------------- identity
@@ -452,6 +470,10 @@ def identify(ref: StrategyLike) -> StrategyIdentity:
     shipped = _shipped()
     if shipped.get(cls.name) is cls:
         return StrategyIdentity(cls.name, "shipped", cls.name, qual, digest, cls.__module__)
+    scheme_ref = vars(cls).get("__strategy_ref__")
+    if isinstance(scheme_ref, str) and scheme_ref.partition(":")[0] in SCHEMES:  # e.g. "model:ID"
+        return StrategyIdentity(scheme_ref, scheme_ref.partition(":")[0], cls.name, qual, digest,
+                                SCHEMES[scheme_ref.partition(":")[0]])
     if isinstance(ref, str) and ":" not in ref:
         with _LOCK:
             registered = _REGISTERED.get(ref) is cls
@@ -501,7 +523,7 @@ def to_payload(ref: StrategyLike) -> StrategyPayload:
     """The :class:`StrategyPayload` that ships ``ref`` to workers."""
     cls = resolve_strategy(ref)
     ident = identify(ref)
-    if ident.kind == "shipped":
+    if ident.kind == "shipped" or ident.kind in SCHEMES:  # a scheme ref ("model:ID") resolves on the worker
         return StrategyPayload(ident.ref, import_ref=ident.ref, source_hash=ident.source_hash)
     if _importable(cls):
         return StrategyPayload(ident.ref, import_ref=_qualname(cls), source_hash=ident.source_hash)
