@@ -170,6 +170,8 @@ class BacktestResult:
     runtime_ms: float = 0.0
     #: the bars were UTC-aware; ``portfolio`` runs on the same times without a zone
     utc: bool = True
+    #: with ``run_backtest(..., risk=...)``: what the risk limits did (a ``spark_research.risk.backtest.BacktestRisk``)
+    risk: Any = None
 
     @cached_property
     def stats(self) -> dict[str, float]:
@@ -252,6 +254,7 @@ def run_backtest(
     init_cash: float = 10_000.0,
     direction: Direction = "longonly",
     fill: Fill = "next_open",
+    risk: Any = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` on ``bars`` and return a :class:`BacktestResult`.
 
@@ -259,6 +262,9 @@ def run_backtest(
     several symbols share one cash pool. ``fees`` and ``slippage`` are fractions of the
     traded value (0.001 = 10 bps). ``size``: the value per entry in quote currency; the
     default is all available cash for one symbol and ``init_cash / n_symbols`` for several.
+    ``risk``: a ``RiskConfig``, a ``risk.yml`` path or a ``RiskEngine``: every signal goes through
+    the pre-trade risk engine first (long only); ``result.risk`` shows the denials and states
+    (:mod:`spark_research.risk.backtest`). None (the default) leaves the run untouched.
 
     Example::
 
@@ -297,6 +303,13 @@ def run_backtest(
         order_size, size_type = ((size, "value") if size else (np.inf, "amount"))
     if "short_entries" not in kw:  # with explicit short signals vectorbt infers the direction
         kw["direction"] = direction
+    risk_report = None
+    if risk is not None:  # only the signals the risk engine approves trade
+        from spark_research.risk.backtest import apply_risk
+
+        kw, order_size, size_type, risk_report = apply_risk(
+            risk, strat.name, close, price, kw, symbols=symbols, fees=fees, slippage=slippage, init_cash=init_cash,
+            order_size=order_size, size_type=size_type)
     pf = vbt.Portfolio.from_signals(
         close, price=price, fees=fees, slippage=slippage, size=order_size, size_type=size_type,
         init_cash=init_cash, freq=_infer_freq(close.index),
@@ -308,4 +321,4 @@ def run_backtest(
     utc = _is_utc_aware(bars)
     return BacktestResult(strategy=strat.name, params=resolved, symbols=symbols, fill=fill, direction=direction,
                           fees=fees, slippage=slippage, init_cash=init_cash, portfolio=pf, runtime_ms=runtime_ms,
-                          utc=utc)
+                          utc=utc, risk=risk_report)
