@@ -17,8 +17,11 @@ COMMAND_MODULES = (
     "spark_research.optimizer.cli",
     "spark_research.streams.cli",
     "spark_research.gates.cli",
+    "spark_research.risk.cli",
     "spark_research.export.cli",
     "spark_research.observability.cli",
+    "spark_research.features.cli",
+    "spark_research.models.cli",
     "spark_research.serve",
 )
 

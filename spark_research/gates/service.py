@@ -7,7 +7,8 @@
   its drift frames written to ``<var>/gates/demo/`` for the gate control app;
 - the live :class:`~spark_research.gates.session.PaperLiveSession`: the strategy on the ingest
   process's 1 s bars (its bar channel, :class:`~spark_research.streams.remote.RemoteStream`),
-  its live orders sent to the replay exchange's order entry, gated.
+  its live orders gated, checked by the pre-trade risk engine (``risk.yml``) and sent to the
+  replay exchange's order entry.
 
 Gates live in the audit log (SQLite, shared with the web server's gate control app): this
 process adopts the app's manual decisions within ``SYNC_S`` (:meth:`GateBook.sync`), the app
@@ -45,7 +46,7 @@ from spark_research import metrics
 log = logging.getLogger(__name__)
 
 #: Families of metrics this process owns (the web server relays exactly these).
-OWNED_METRICS = ("gate_", "drift_", "paper_live_")
+OWNED_METRICS = ("gate_", "drift_", "paper_live_", "risk_", "portfolio_")
 #: How often the book adopts decisions other processes wrote to the audit log (seconds).
 SYNC_S = 0.2
 
@@ -69,10 +70,12 @@ def demo_drift_path(var_dir: Path, gate: str) -> Path:
     return Path(var_dir) / "gates" / "demo" / f"{gate.replace('/', '__')}.parquet"
 
 
-def live_session(book, stream, symbol: str, strategy: Any = "sma_cross", params: dict[str, Any] | None = None):
+def live_session(book, stream, symbol: str, strategy: Any = "sma_cross", params: dict[str, Any] | None = None,
+                 *, risk=None):
     """A paper engine running ``strategy`` on ``symbol``, its live orders sent to the stream's exchange
     order entry (:class:`~spark_research.gates.venue.ExchangeVenue` on ``stream.exchange.rest_url``),
-    gated in ``book`` with :data:`~spark_research.gates.demo.LIVE_THRESHOLDS`. Feed it bars yourself
+    gated in ``book`` with :data:`~spark_research.gates.demo.LIVE_THRESHOLDS` and, with ``risk`` (a
+    :class:`~spark_research.risk.engine.RiskEngine`), checked by it before it reaches the venue. Feed it bars yourself
     (``stream.on_bar(stream_bar_callback(session, "1s", background=True))``), as :class:`GatesService` does.
     """
     from spark_research.gates.demo import LIVE_THRESHOLDS
@@ -80,6 +83,10 @@ def live_session(book, stream, symbol: str, strategy: Any = "sma_cross", params:
     from spark_research.gates.venue import ExchangeVenue
 
     venue = ExchangeVenue(stream.exchange.rest_url, name="replay")
+    if risk is not None:
+        from spark_research.risk.venue import RiskGuardedVenue
+
+        venue = RiskGuardedVenue(venue, risk)  # an order reaches the venue only through the risk engine
     return PaperLiveSession.create(strategy, symbol, book, venue, params=params, thresholds=LIVE_THRESHOLDS)
 
 
@@ -93,7 +100,7 @@ class GatesService:
         self.var_dir, self.run_id, self.demo_bars = Path(var_dir), run_id, demo_bars
         self.progress_file = self.var_dir / "run" / "gates-progress.json"
         self.t0 = time.monotonic()
-        self.book = self.session = self.stream = None
+        self.book = self.session = self.stream = self.risk = None
         self.bars = 0
         self._stop = threading.Event()
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
@@ -129,8 +136,13 @@ class GatesService:
 
         from spark_research.streams.remote import RemoteStream
 
+        from spark_research.risk.engine import RiskEngine
+
         self.stream = RemoteStream(self.ingest_url)
-        self.session = live_session(self.book, self.stream, self.symbol, self.strategy, self.params)
+        # limits from risk.yml (SPARK_RISK_CONFIG), state, day counters and audit in <var>/risk/: a restart
+        # keeps today's realised loss and the trading states (spark risk status|halt|resume act on them)
+        self.risk = RiskEngine.from_config(root=self.var_dir / "risk")
+        self.session = live_session(self.book, self.stream, self.symbol, self.strategy, self.params, risk=self.risk)
         fills_path = self.var_dir / "gates" / "fills" / f"{self.session.engine.label}_{self.symbol}.parquet"
         progress = _read_json(self.progress_file)
         self.resume_after_ns = 0
@@ -155,6 +167,8 @@ class GatesService:
                 ts = bar_timestamp_ns(row["timestamp"])
                 if self.session.engine.bars_seen and ts <= self.session.engine._ts[-1]:
                     continue  # the channel repeats kept bars after a reconnect
+                self.risk.on_bar(self.symbol, float(row["close"]), ts)  # marks the book, VaR, the day's loss
+                self.risk.follow_gates(self.book)  # a CLOSED gate: its strategy at least REDUCING
                 if ts <= self.resume_after_ns:
                     self.session.engine.warm(row)  # traded on before the restart: history only
                 else:

@@ -29,7 +29,7 @@ from spark_research.config import PROJECT_ROOT
 APPS_DIR = PROJECT_ROOT / "apps"
 TEMPLATES = Path(__file__).parent / "templates"
 #: Order of the apps on the index page; apps not listed follow alphabetically.
-APP_ORDER = ("stream_monitor", "gate_control", "research", "export_center")
+APP_ORDER = ("stream_monitor", "gate_control", "risk", "research", "model_monitor", "export_center")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import pytest
 from spark_research.platform.lab import enable, scripts_first
 from tests.conftest import ROOT, free_port, wait_http
 
-APPS = {"export_center", "gate_control", "research", "stream_monitor"}
+APPS = {"export_center", "gate_control", "model_monitor", "research", "risk", "stream_monitor"}
 PROXY_START_S = 90  # the first /panel/ request starts `panel serve` with every app (~20 s on 2 busy cores)
 
 

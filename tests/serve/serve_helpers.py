@@ -21,7 +21,7 @@ from tests.conftest import ROOT, free_port
 SPARK = [sys.executable, "-m", "spark_research.cli"]
 OPERATOR = ("operator", "operator-demo")
 VIEWER = ("viewer", "viewer-demo")
-APPS = ("stream_monitor", "gate_control", "research", "export_center")
+APPS = ("stream_monitor", "gate_control", "research", "export_center", "risk", "model_monitor")
 
 
 @dataclass
