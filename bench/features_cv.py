@@ -49,6 +49,14 @@ def _wait_workers(client: Any, n: int, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def _busiest_worker_seconds(result: Any) -> float:
+    """Sum of fold wall times on the worker that spent the longest in folds."""
+    per: dict[str, float] = {}
+    for f in result.folds:
+        per[f.worker] = per.get(f.worker, 0.0) + f.seconds
+    return max(per.values())
+
+
 def _quiet_dask_logs() -> None:
     """No INFO chatter from the in-process schedulers while the clusters close."""
     import logging
@@ -117,7 +125,10 @@ def bench_purged_cv(n_rows: int = 1_000_000, n_features: int = 20, repeat: int =
             "fold_seconds": Spread.of(f.seconds for f in two.result.folds),
             # CPU the folds of the last run got per second of its wall time: 1.0 is one busy core, 2.0 two
             "cpu_share": {n: sum(f.cpu_seconds for f in t[k].result.folds) / t[k].samples[-1]
-                          for n, k in ((1, "one"), (2, "two"))}}
+                          for n, k in ((1, "one"), (2, "two"))},
+            # wall time of the last run not spent inside a fold on the busiest worker: scatter, scheduling, gather
+            "overhead_s": {n: t[k].samples[-1] - _busiest_worker_seconds(t[k].result)
+                           for n, k in ((1, "one"), (2, "two"))}}
     if verbose:
         what = f"purged {N_SPLITS}-fold CV, LightGBM ({LGBM_PARAMS['n_estimators']} trees, 1 thread/fold), " \
                f"{n_rows:,} rows x {n_features} features"
@@ -130,6 +141,8 @@ def bench_purged_cv(n_rows: int = 1_000_000, n_features: int = 20, repeat: int =
               f"(1 worker, 2 workers, in-process): {identical}; mean accuracy {figs['mean_score']:.4f}")
         print(f"  CPU obtained by the folds per wall second (last run): 1 worker {figs['cpu_share'][1]:.2f}, "
               f"2 workers {figs['cpu_share'][2]:.2f} (ideal 1 and 2; less means the machine was busy elsewhere)")
+        print(f"  wall time outside the busiest worker's folds (last run): 1 worker {figs['overhead_s'][1]:.2f} s, "
+              f"2 workers {figs['overhead_s'][2]:.2f} s (scatter to every worker, scheduling, gather)")
         print(f"  (cpu_count={os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     if record_as:
         from _results import record

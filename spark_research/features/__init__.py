@@ -4,6 +4,8 @@ Public surface (imported lazily, so ``import spark_research.features.cli`` stays
 
     from spark_research.features import feature, get_feature, list_features, compute_features
     from spark_research.features import FeatureStore, LiveFeatures, asof_matrix
+    from spark_research.features import triple_barrier_labels, meta_labels, average_uniqueness
+    from spark_research.features import PurgedKFold, CombinatorialPurgedKFold, cpcv_report, train_folds
 
 Example::
 
@@ -34,6 +36,16 @@ _EXPORTS = {
     "asof_matrix": "store",
     # live: one bar at a time, same code as the batch path
     "LiveFeatures": "live",
+    # labels and sample weights (AFML ch. 3-4)
+    "fixed_horizon_labels": "labels",
+    "triple_barrier_labels": "labels",
+    "meta_labels": "labels",
+    "average_uniqueness": "labels",
+    # cross-validation that does not leak (AFML ch. 7, 12), folds on Dask
+    "PurgedKFold": "cv",
+    "CombinatorialPurgedKFold": "cv",
+    "cpcv_report": "cv",
+    "train_folds": "training",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -63,7 +63,7 @@ def _event_positions(index: pd.Index, events: Any) -> np.ndarray:
         if not events.index.equals(index):
             events = events.reindex(index, fill_value=False)
         return np.flatnonzero(events.to_numpy()).astype(np.int64)
-    arr = np.asarray(events)
+    arr = events if isinstance(events, pd.Index) else np.asarray(events)  # an Index keeps its time zone
     if arr.dtype == bool:
         if len(arr) != n:
             raise LabelError(f"events: a boolean mask of length {len(arr)} for {n} bars")
@@ -354,10 +354,11 @@ def average_uniqueness(labels: pd.DataFrame | pd.Series, index: pd.Index | None 
         [0.6667, 0.6667, 1.0]
     """
     t1 = labels["t1"] if isinstance(labels, pd.DataFrame) else labels
+    ends = pd.Index(t1.array)  # .array keeps a time zone; .to_numpy() would make 1M Timestamp objects
     if index is None:
-        index = pd.Index(t1.index).union(pd.Index(t1.to_numpy()))
+        index = pd.Index(t1.index).union(ends)
     t0_pos = index.get_indexer(t1.index)
-    t1_pos = index.get_indexer(pd.Index(t1.to_numpy()))
+    t1_pos = index.get_indexer(ends)
     missing = np.flatnonzero((t0_pos < 0) | (t1_pos < 0))
     if len(missing):
         i = missing[0]

@@ -18,7 +18,6 @@ from spark_research.features.cv import (
     cpcv_paths,
     cpcv_report,
     label_spans,
-    purged_train_indices,
 )
 from spark_research.features.training import train_folds
 from spark_research.optimizer.overfitting import dsr_of_best, pbo_cscv, sharpe
