@@ -74,6 +74,9 @@ bench: data warm
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/orders.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/risk.py --record
+	$(BIN)/python bench/scale.py
 	$(MAKE) --no-print-directory bench-table
 
 # The README's benchmark table, from bench/results.json (stdlib only: no install needed).

@@ -143,6 +143,10 @@ class GatesService:
         # keeps today's realised loss and the trading states (spark risk status|halt|resume act on them)
         self.risk = RiskEngine.from_config(root=self.var_dir / "risk")
         self.session = live_session(self.book, self.stream, self.symbol, self.strategy, self.params, risk=self.risk)
+        from spark_research.risk.engine import CHECKS
+
+        for check in CHECKS:  # zero-valued series: the first denial of a kind is not missed by increase()
+            metrics.RISK_DENIALS.labels(check=check, strategy=self.session.engine.label)
         fills_path = self.var_dir / "gates" / "fills" / f"{self.session.engine.label}_{self.symbol}.parquet"
         progress = _read_json(self.progress_file)
         self.resume_after_ns = 0

@@ -475,7 +475,7 @@ class Platform:
         from distributed import Client
 
         try:
-            address = self.config.dask_scheduler or self._start_dask_processes()
+            address = self.config.dask_scheduler or settings().dask_scheduler or self._start_dask_processes()
             # a restarted scheduler is back within seconds: the client reconnects inside its timeout
             self._client = Client(address, timeout="30s")
         finally:
@@ -596,12 +596,28 @@ class Platform:
             handle = self.optimizer.submit(spec, {self.config.symbol: frame}, persist=False)
             handle.wait(timeout)
             report["sweep"] = {"id": handle.id, "status": str(handle.info().get("status"))}
+        report["model"] = self._exercise_model()
         if self.exports is not None:
             job = self.exports.submit("platform", "synthetic_trades", "csv", {"rows": 2_000})
             job = self.exports.wait(job.id, "platform", timeout=timeout)
             report["export"] = {"id": job.id, "state": job.state, "rows": job.rows_done}
         self.exercise_report = report
         return report
+
+    def _exercise_model(self, bars: int = 600) -> dict[str, Any]:
+        """The model monitor app's demo model (trained once per process, LightGBM) on ``bars`` replayed bars:
+        live features, predictions and drift, so the models' metrics, alerts and dashboard have data."""
+        from spark_research.models.monitor import ModelMonitor
+        from spark_research.views.model_monitor import demo_model
+
+        model, history, replay = demo_model()
+        monitor = ModelMonitor(model, history=history)
+        t = time.perf_counter()
+        for bar in replay.head(bars).to_dict("records"):
+            monitor.update(bar)
+        drift = monitor.drift()  # the KS statistics too (PSI is kept current on every bar)
+        return {"model": model.model_id, "predictions": monitor.predictions, "ms": round((time.perf_counter() - t) * 1e3, 1),
+                "max_psi": round(float(drift["psi"].max()), 4)}
 
 
 #: Modules imported up front by :func:`preload`: everything third-party, and what streams and gates need...
@@ -629,7 +645,7 @@ def preload(modules: tuple[str, ...]) -> None:
 
 
 #: Metric families the ingest process owns: the web server's /metrics relays them from it.
-OWNED_BY_INGEST = ("ws_", "ingest_latency_ms", "stream_channel_")
+OWNED_BY_INGEST = ("ws_", "ingest_latency_ms", "stream_channel_", "book_checksum_fail")
 
 
 def _cached_workers(client) -> dict[str, Any]:

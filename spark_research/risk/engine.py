@@ -254,6 +254,15 @@ def _scope_name(scope: str) -> str:
     raise ValueError(f"scope must be 'global', 'strategy:<name>' or 'instrument:<symbol>', got {scope!r}")
 
 
+#: Every check a denial can name (``risk_denials_total{check}``), in the order the engine runs them.
+CHECKS: tuple[str, ...] = (
+    "side", "qty", "price", "lot_size", "tick_size", "min_qty", "max_qty", "min_notional", "max_notional",
+    "max_order_notional", "mark_price", "price_collar", "halted", "max_position", "max_gross_exposure",
+    "max_net_exposure", "budget", "max_open_orders", "strategy_open_orders", "submit_rate", "reduce_only",
+    "cancel_rate",
+)
+
+
 class RiskEngine:
     """Pre-trade checks, trading states, the book and its breakers. Thread-safe.
 

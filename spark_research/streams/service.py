@@ -43,7 +43,7 @@ from spark_research import metrics
 #: Bars a subscriber may have waiting before its oldest are dropped.
 CHANNEL_QUEUE = 10_000
 #: Families of metrics this process owns (the web server relays exactly these).
-OWNED_METRICS = ("ws_", "ingest_latency_ms", "stream_channel_")
+OWNED_METRICS = ("ws_", "ingest_latency_ms", "stream_channel_", "book_checksum_fail")
 
 
 class BarChannel:
@@ -105,6 +105,9 @@ def prime_metrics(symbol: str, exchange: str = "binance") -> None:
     for reason in ("json", "schema", "invalid", "symbol"):
         metrics.WS_MALFORMED.labels(exchange, reason)
     metrics.STREAM_CHANNEL_BARS.inc(0)
+    metrics.BOOK_CHECKSUM_FAIL.labels(exchange)
+    for field in ("trade.T", "trade.E", "depth.E", "rest.time"):  # the Binance adapter's checked time fields
+        metrics.WS_TIME_UNIT_FIXES.labels(exchange, field)
 
 
 class IngestService:

@@ -349,11 +349,14 @@ def test_killed_gates_process_comes_back_with_its_fills_and_follows_the_app(serv
     page.watch.assert_clean()
 
 
-def test_killed_dask_worker_and_scheduler_come_back_and_sweeps_run(served):
-    """kill -9 a Dask worker, then the scheduler: each is restarted by spark serve, the workers rejoin,
-    the platform's client reconnects, and a sweep submitted afterwards completes."""
+def test_killed_dask_worker_and_scheduler_come_back_and_sweeps_run(served, page):
+    """kill -9 a Dask worker, then the scheduler, with the research explorer open: each is restarted by
+    spark serve, the workers rejoin, the platform's client reconnects, and a sweep submitted afterwards
+    completes (the explorer's own sweep test runs after this one)."""
     from distributed import Client
 
+    _login(page, served.url, next_="/research")
+    page.locator("#research-message", has_text="backtest sma_cross").wait_for(timeout=60_000)
     procs = served.health()["processes"]
     worker = procs["dask-worker-0"]
     os.kill(worker["pid"], signal.SIGKILL)
@@ -369,7 +372,7 @@ def test_killed_dask_worker_and_scheduler_come_back_and_sweeps_run(served):
     assert h["processes"]["dask-scheduler"]["address"] == scheduler["address"]  # same port: found where it was
     with Client(scheduler["address"], timeout="30s") as client:
         assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
-    # the platform's own client sweeps again: the research explorer's sweep test runs after this one
+    page.watch.assert_clean()
 
 
 def test_gate_control_operator_closes_a_gate_and_the_audit_trail_shows_it(served, page):

@@ -13,7 +13,7 @@ import yaml
 
 from spark_research.platform.components import Platform, ServeConfig
 from spark_research.platform.prometheus import default_rules, scrape_config, write_scrape_config
-from spark_research.platform.web import discover_apps, render_index
+from spark_research.platform.web import APP_ORDER, discover_apps, render_index
 from spark_research.serve import port_free, resolve_port
 from tests.conftest import ROOT
 from tests.serve.serve_helpers import APPS, SPARK
@@ -72,7 +72,7 @@ def test_every_app_is_discovered_with_a_description():
     assert set(APPS) <= set(apps)
     for slug in APPS:
         assert apps[slug].description and apps[slug].title, slug
-    assert [a.slug for a in discover_apps()][:4] == list(APPS)  # the platform's order
+    assert [a.slug for a in discover_apps()][:len(APP_ORDER)] == list(APP_ORDER)  # the platform's order
 
 
 def test_index_page_links_every_app_and_is_no_template_left(tmp_path):
@@ -91,7 +91,8 @@ def test_scrape_config_names_targets_interval_and_rules():
     job = cfg["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["127.0.0.1:5006"]
     names = {Path(r).name for r in cfg["rule_files"]}
-    assert names == {"streams.yml", "optimizer.yml", "gates.yml", "backtest.yml", "export.yml"}  # no *_test.yml
+    assert names == {"streams.yml", "optimizer.yml", "gates.yml", "backtest.yml", "export.yml", "models.yml",
+                     "risk.yml"}  # no *_test.yml
 
 
 @pytest.mark.parametrize("targets", [[], ["localhost"], ["127.0.0.1:port"]])
