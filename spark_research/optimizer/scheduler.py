@@ -35,7 +35,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -303,16 +302,6 @@ class Scheduler:
         self._workers = max(1, n)
         metrics.OPTIMIZER_WORKERS_RUNNING.set(n)
 
-    def _placement(self, step: _Step) -> dict[str, Any]:
-        """Where a step should run: an argument with an ``affinity_key`` (a step that loads its own data,
-        e.g. one symbol's bars) prefers one worker per key, so each worker loads each key once instead
-        of every worker loading every key. A preference, not a rule: an idle worker may still take it."""
-        keys = [k for k in (getattr(a, "affinity_key", None) for a in step.args) if k is not None]
-        workers = sorted((getattr(self.client, "_scheduler_identity", None) or {}).get("workers", {}))
-        if not keys or len(workers) < 2:
-            return {}
-        return {"workers": [workers[zlib.crc32(str(keys[0]).encode()) % len(workers)]], "allow_other_workers": True}
-
     def _pick(self) -> _Step | None:
         """Next step by strict priority, then deficit round robin between users."""
         for prio in PRIORITIES:
@@ -382,8 +371,7 @@ class Scheduler:
                 self._by_key[key] = step
                 self.dispatch_log.append((time.time(), job.id, step.index))
             try:
-                fut = self.client.submit(_timed, step.fn, *step.args, key=key, pure=False, **step.kwargs,
-                                         **self._placement(step))
+                fut = self.client.submit(_timed, step.fn, *step.args, key=key, pure=False, **step.kwargs)
             except Exception as exc:  # e.g. client closed: fail this job, keep the loop alive
                 with self._cond:
                     self._by_key.pop(key, None)

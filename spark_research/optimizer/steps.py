@@ -63,11 +63,6 @@ class BarsRef:
         return cls(str(getattr(store, "url", store.root)), symbol, None if start is None else str(start),
                    None if end is None else str(end), tuple(sorted(opts.items())) if opts else None)
 
-    @property
-    def affinity_key(self) -> str:
-        """The optimizer's queue sends every step of one symbol to the same worker (which loads it once)."""
-        return self.symbol
-
     def load(self) -> pd.DataFrame:
         """The bars, indexed by ``timestamp`` without the ``symbol`` column (as steps take them)."""
         return _load_ref(self)

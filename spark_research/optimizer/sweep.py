@@ -47,6 +47,8 @@ MAX_STEP_COMBOS = 1024
 #: Bar-combinations per step on the generic path (the strategy's own signal code runs once per
 #: combination, ~1-5 ms per 100k bars, then one kernel simulates the step): ~100-300 ms steps.
 GENERIC_STEP_WORK = 3_000_000
+#: Steps that load their own bars (a sweep of the store) may be this many times the usual step's work.
+LOADED_STEP_FACTOR = 10
 #: Bars of the sweep's first symbol the pre-sweep lookahead check runs on (the most recent ones).
 CHECK_BARS = 5_000
 #: Seconds the pre-sweep check may spend per parameter set (the defaults and the sweep's first combination).
@@ -365,6 +367,12 @@ class Optimizer:
             data = {s: self.client.scatter(f, broadcast=True, hash=True) for s, f in frames.items()}
             rows = {s: len(f) for s, f in frames.items()}
         size = auto_step_size(spec, n_bars, len(combos), self.scheduler.worker_count())
+        if on_workers and not spec.step_size:
+            # a step that reads its symbol from the store pays that read: one step per symbol while its
+            # grid is at most LOADED_STEP_FACTOR times the usual step's work, so each symbol is read once,
+            # by one worker (symbols, not steps of one symbol, spread the sweep over the workers)
+            work = FUSED_STEP_WORK if uses_fused(spec.strategy, spec.objective) else GENERIC_STEP_WORK
+            size = max(size, min(len(combos), MAX_STEP_COMBOS, math.ceil(LOADED_STEP_FACTOR * work / max(n_bars, 1))))
         steps = []
         for sym in spec.symbols:
             ck = None if checkpoints is None else np.asarray(checkpoints[sym], dtype=np.int64)
