@@ -7,10 +7,13 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 
 def die_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
@@ -27,3 +30,13 @@ def die_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` by a rename, so a reader never sees half of it: how a
+    supervised child publishes its ready state (``Supervised`` waits for the file with its pid)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)

@@ -221,11 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     service = ExportService(args.root, port=args.port, workers=args.workers, poll_s=args.poll,
                             cleanup_every_s=args.cleanup_every).start()
-    state = Path(args.state_file)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state.with_name(f".{state.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"port": service.port, **service.health()}))
-    os.replace(tmp, state)
+    from spark_research._lifecycle import write_json_atomic
+
+    write_json_atomic(args.state_file, {"port": service.port, **service.health()})
     done.wait()
     service.stop()
     return 0

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_research import metrics
+from spark_research._lifecycle import write_json_atomic as _write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ OWNED_METRICS = ("gate_", "drift_", "paper_live_", "risk_", "portfolio_")
 SYNC_S = 0.2
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -33,10 +32,9 @@ from typing import Any
 
 
 def _write_state(path: Path, info: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **info}))
-    os.replace(tmp, path)
+    from spark_research._lifecycle import write_json_atomic
+
+    write_json_atomic(path, {"pid": os.getpid(), **info})
 
 
 async def _until_signal(server) -> None:

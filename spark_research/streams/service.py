@@ -253,10 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     service = IngestService(symbol=args.symbol, rate=args.rate, faults=args.faults, orders=args.orders,
                             tape=args.tape, root=Path(args.root), port=args.port,
                             exchange_port=args.exchange_port).start()
-    state = Path(args.state_file)
-    tmp = state.with_name(f".{state.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": service.port, **service.health()}))
-    os.replace(tmp, state)
+    from spark_research._lifecycle import write_json_atomic
+
+    write_json_atomic(args.state_file, {"pid": os.getpid(), "port": service.port, **service.health()})
     done.wait()
     service.stop()
     return 0
