@@ -43,17 +43,36 @@ from spark_research.gates.venue import ExecutionVenue
 log = logging.getLogger(__name__)
 
 
+def session_risk_engine(config: Any = None, *, clock: Any = None):
+    """The pre-trade risk engine a session built without one gets: the desk's limits (``risk.yml``,
+    :func:`~spark_research.risk.config.default_config_path`; every limit off when there is no such
+    file), states and counters in memory, denials in the session's own audit (and counted in
+    ``risk_denials_total``), on ``clock``; it leaves the ``portfolio_*``/``risk_state`` gauges to the
+    served engine. ``spark serve``'s session passes its durable engine instead
+    (:meth:`~spark_research.risk.engine.RiskEngine.from_config`, which ``spark risk halt`` reaches).
+    """
+    from spark_research.risk.config import RiskConfig, default_config_path
+    from spark_research.risk.engine import RiskEngine
+
+    if config is None:
+        config = RiskConfig.load() if default_config_path().exists() else RiskConfig.from_dict({})
+    return RiskEngine(config, clock=clock, publish=False)
+
+
 class PaperLiveSession:
     """Paper engine + gated live venue + drift for one strategy/symbol."""
 
-    def __init__(self, engine: PaperEngine, venue: ExecutionVenue, gate: Gate):
+    def __init__(self, engine: PaperEngine, venue: ExecutionVenue, gate: Gate, *, risk: Any = None):
         self.engine, self.gate = engine, gate
-        self.venue = venue
+        #: the pre-trade risk engine this session marks on every bar: set when the session put the
+        #: venue behind one itself; None when ``venue`` came already guarded (its owner marks it)
+        self.risk = None
+        self.venue = self._guarded(venue, risk)
         self.paper_fills: list[Fill] = []
         self.live_fills: list[Fill] = []
         self.drifts: list[FillDrift] = []
         self.refused: list[Order] = []
-        self.sent: list[tuple[Order, str]] = []  #: orders the venue accepted, with the gate state then
+        self.sent: list[tuple[Order, str]] = []  #: orders the gate let through (to risk, then the venue), with its state
         self.errors: list[tuple[int, str]] = []
         self.live_position = 0.0
         self.states: list[tuple[int, str]] = []
@@ -63,19 +82,45 @@ class PaperLiveSession:
         self.fills_path: Path | None = None
         self._saved = 0
 
+    def _guarded(self, venue: ExecutionVenue, risk: Any) -> ExecutionVenue:
+        """``venue`` reachable only through a pre-trade risk engine: as given when it already is one
+        (``RiskGuardedVenue``), else behind ``risk`` or, without one, the desk's limits
+        (:func:`session_risk_engine`, on this session's bar clock)."""
+        # imported here: the risk package builds on gates' orders and fills, not the other way round
+        from spark_research.risk.venue import RiskGuardedVenue
+
+        if isinstance(venue, RiskGuardedVenue):
+            if risk is not None and risk is not venue.engine:
+                raise ValueError("risk: the venue is already behind another risk engine; pass one or the other")
+            return venue
+        self.risk = risk if risk is not None else session_risk_engine(clock=self._bar_clock)
+        return RiskGuardedVenue(venue, self.risk)
+
+    def _bar_clock(self) -> int:
+        """The session's time: the last bar's (a replay is deterministic, throttles included)."""
+        return self._now_ns
+
+    _now_ns = 0
+
     @classmethod
     def create(cls, strategy: str, symbol: str, book: GateBook, venue: ExecutionVenue, *,
                params: Mapping[str, Any] | None = None, thresholds: GateThresholds | None = None,
                fees: float = 0.001, slippage: float = 0.0005, init_cash: float = 10_000.0,
-               start_ns: int | None = None) -> "PaperLiveSession":
-        """Build engine and gate (registered in ``book``) for ``strategy``/``symbol``."""
+               start_ns: int | None = None, risk: Any = None) -> "PaperLiveSession":
+        """Build engine and gate (registered in ``book``) for ``strategy``/``symbol``. Its live orders
+        reach ``venue`` only through a pre-trade risk engine: ``risk`` (a
+        :class:`~spark_research.risk.engine.RiskEngine`), else the desk's limits from ``risk.yml``."""
         engine = PaperEngine(strategy, params, symbol=symbol, fees=fees, slippage=slippage, init_cash=init_cash)
         gate = book.add(engine.label, symbol, thresholds, now_ns=start_ns)
-        return cls(engine, venue, gate)
+        return cls(engine, venue, gate, risk=risk)
 
     def on_bar(self, bar: Mapping[str, Any] | Any) -> list[Fill]:
         """Feed one closed bar: paper fills, live orders, drift and gate decisions. Returns live fills."""
         ts = bar_timestamp_ns(bar["timestamp"] if isinstance(bar, Mapping) else bar.timestamp)
+        self._now_ns = ts
+        if self.risk is not None:  # marks the book at the close: collar, exposure, VaR, the day's loss
+            close = bar["close"] if isinstance(bar, Mapping) else bar.close
+            self.risk.on_bar(self.engine.symbol, float(close), ts)
         if not self.states:
             self.states.append((ts, self.gate.state.name))
         self.gate.heartbeat(ts)

@@ -93,23 +93,66 @@ def test_several_symbols_share_the_engine():
 def test_a_paper_live_session_behind_loose_limits_sends_every_order():
     bars = generate_bars("ETHUSDT", n=80, seed=2)  # short and busy: the paper engine re-signals every bar
     params = {"fast": 3, "slow": 8}
-    def session(venue):
+    def session(venue, risk):
         s = PaperLiveSession.create("sma_cross", "ETHUSDT", GateBook(MemoryAudit()), venue, params=params,
-                                    start_ns=int(bars["timestamp"].iloc[0].value))
+                                    start_ns=int(bars["timestamp"].iloc[0].value), risk=risk)
         s.gate.thresholds = s.gate.thresholds.__class__(max_stale_s=None, max_fill_drift_bps=None, max_drift_bps=None,
                                                         max_pnl_delta=None, max_error_rate=None)
         return s
 
-    bare = session(SimulatedVenue(SimulatorConfig(seed=2)))
+    bare = session(SimulatedVenue(SimulatorConfig(seed=2)), RiskEngine())  # every limit off
     bare.replay(bars)
     now = [int(bars["timestamp"].iloc[0].value)]
     engine = RiskEngine(LOOSE, clock=lambda: now[0])  # the session's time is the bars' time
-    guarded = session(RiskGuardedVenue(SimulatedVenue(SimulatorConfig(seed=2)), engine))
+    guarded = session(SimulatedVenue(SimulatorConfig(seed=2)), engine)
+    assert guarded.risk is engine  # the session put the venue behind it, so it marks it on every bar
     for bar in bars.to_dict("records"):
         now[0] = int(pd.Timestamp(bar["timestamp"]).value)
         guarded.on_bar(bar)
-        engine.on_bar("ETHUSDT", bar["close"], now[0])
     assert len(bare.sent) >= 4 and not guarded.refused
     assert [o for o, _ in guarded.sent] == [o for o, _ in bare.sent]
     assert [(f.size, f.price) for f in guarded.live_fills] == [(f.size, f.price) for f in bare.live_fills]
+    assert engine.book.marks["ETHUSDT"] == bars["close"].iloc[-1]
     assert engine.book.position("ETHUSDT").qty == pytest.approx(bare.live_position)
+
+
+def _desk_session(bars, venue=None, **kw):
+    return PaperLiveSession.create("sma_cross", "ETHUSDT", GateBook(MemoryAudit()),
+                                   venue or SimulatedVenue(SimulatorConfig(seed=2)), params={"fast": 3, "slow": 8},
+                                   start_ns=int(bars["timestamp"].iloc[0].value), **kw)
+
+
+def test_a_session_built_without_a_risk_engine_is_checked_against_the_desks_limits(tmp_path, monkeypatch):
+    # a notebook's session: nobody passed an engine, the desk's risk.yml still stands between it and the venue
+    (tmp_path / "risk.yml").write_text("version: 1\ninstruments:\n  ETHUSDT: {max_position: 0.5}\n")
+    monkeypatch.setenv("SPARK_RISK_CONFIG", str(tmp_path / "risk.yml"))
+    bars = generate_bars("ETHUSDT", n=80, seed=2)
+    s = _desk_session(bars)
+    assert isinstance(s.venue, RiskGuardedVenue) and s.venue.engine is s.risk
+    s.replay(bars)
+    assert s.refused, "every buy is over the 0.5 ETH position limit"
+    assert not s.live_fills
+    assert {d.check for d in s.risk.denials} == {"max_position"}
+    assert s.risk.denials[0].limit == 0.5
+
+
+def test_a_session_without_a_risk_file_runs_with_limits_off_but_a_halt_still_stops_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARK_RISK_CONFIG", str(tmp_path / "absent.yml"))
+    bars = generate_bars("ETHUSDT", n=80, seed=2)
+    s = _desk_session(bars)
+    s.replay(bars.iloc[:40])
+    reached = s.venue.sent  # orders that reached the venue
+    assert reached > 0 and not s.refused
+    s.risk.halt(actor="notebook", reason="stop everything")
+    s.replay(bars.iloc[40:])
+    assert s.refused and s.venue.sent == reached and {d.check for d in s.risk.denials} == {"halted"}
+
+
+def test_a_venue_already_behind_an_engine_keeps_it_and_a_second_engine_is_refused():
+    bars = generate_bars("ETHUSDT", n=10, seed=2)
+    engine = RiskEngine()
+    guarded = RiskGuardedVenue(SimulatedVenue(SimulatorConfig(seed=2)), engine)
+    s = _desk_session(bars, guarded)
+    assert s.venue is guarded and s.risk is None  # its owner marks that engine, not the session
+    with pytest.raises(ValueError, match="already behind another risk engine"):
+        _desk_session(bars, guarded, risk=RiskEngine())
