@@ -59,6 +59,10 @@ async def run_scheduler(port: int, dashboard_port: int, state_file: Path) -> Non
                          dashboard=True) as scheduler:
         _write_state(state_file, {"address": scheduler.address,
                                   "dashboard": f"http://127.0.0.1:{scheduler.http_server.port}/status"})
+        from spark_research.optimizer.warm import import_task_modules
+
+        # the first sweep's first task would import them on the event loop (every worker waiting)
+        asyncio.get_running_loop().run_in_executor(None, import_task_modules)
         await _until_signal(scheduler)
 
 

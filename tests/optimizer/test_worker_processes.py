@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from spark_research.optimizer.warm import kernels_warm
+from spark_research.optimizer.warm import TASK_MODULES, kernels_warm
 from spark_research.platform.supervisor import Supervised
 from tests.conftest import free_port
 
@@ -98,3 +98,47 @@ def test_a_worker_exits_when_its_supervisor_is_gone(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def _scheduler_has_task_modules(client) -> bool:
+    # a lambda is pickled by value: asking does not import anything on the scheduler
+    return client.run_on_scheduler(lambda: all(m in sys.modules for m in TASK_MODULES))
+
+
+def test_a_scheduler_started_elsewhere_imports_the_sweep_task_modules_when_the_optimizer_warms_it(tmp_path):
+    """Dask's scheduler unpickles every task: unwarmed, a sweep's first task makes it import the step
+    modules (pandas, vectorbt: seconds) while every worker waits."""
+    import subprocess
+
+    from distributed import Client
+
+    from spark_research.optimizer.warm import register_warm_plugin
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-dashboard"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        client = Client(f"tcp://127.0.0.1:{port}", timeout="60s")
+        try:
+            assert not _scheduler_has_task_modules(client)
+            register_warm_plugin(client, wait=True)
+            assert _scheduler_has_task_modules(client)
+        finally:
+            client.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_the_platforms_scheduler_process_imports_the_sweep_task_modules_as_it_starts(tmp_path):
+    from distributed import Client
+
+    port = free_port()
+    scheduler = _proc(tmp_path, "scheduler", "scheduler", "--port", str(port)).start()
+    client = Client(f"tcp://127.0.0.1:{port}", timeout="30s")
+    try:
+        _until(lambda: _scheduler_has_task_modules(client), 60, "the scheduler imports the task modules")
+    finally:
+        client.close()
+        scheduler.stop()
