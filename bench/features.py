@@ -151,12 +151,12 @@ def pandas_store(root: Path, out_file: Path, fracdiff: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------- sections
 def section_store(ctx: BenchContext) -> None:
-    from spark_research.features import list_features
+    from spark_research.features import get_feature, list_features
     from spark_research.features.registry import as_bars, compute_features, feature_columns
     from spark_research.features.store import FeatureStore
 
     n, runs = ctx.args.bars, ctx.args.runs
-    names = list_features()
+    names = [name for name in list_features() if not get_feature(name).trades]  # the bench store holds bars, no trades
     print(f"\n== store: {len(names)} features ({len(feature_columns(names))} columns) x {n:,} bars of {SYMBOL} "
           f"(universe {len(UNIVERSE)} symbols), {runs} runs")
     root = ctx.store_dir("store", n)
@@ -211,11 +211,11 @@ def section_store(ctx: BenchContext) -> None:
 
 def section_incremental(ctx: BenchContext) -> None:
     from spark_research.data.store import BarStore
-    from spark_research.features import list_features
+    from spark_research.features import get_feature, list_features
     from spark_research.features.store import FeatureStore
 
     n, runs = ctx.args.bars, ctx.args.runs
-    names = list_features()
+    names = [name for name in list_features() if not get_feature(name).trades]  # the bench store holds bars, no trades
     print(f"\n== incremental: {NEW_BARS:,} new bars on {n:,} stored, {len(names)} features, {runs} runs")
     root = ctx.root / "incremental"
     shutil.rmtree(root, ignore_errors=True)
@@ -283,9 +283,9 @@ def live_rows(ctx: BenchContext, names: list[str] | None = None, n: int | None =
 
 
 def section_live(ctx: BenchContext) -> None:
-    from spark_research.features import list_features
+    from spark_research.features import get_feature, list_features
 
-    names = list_features()
+    names = [name for name in list_features() if not get_feature(name).trades]  # the bench store holds bars, no trades
     print(f"\n== live: one bar -> its row of {len(names)} features, {ctx.args.live_bars:,} bars x {ctx.args.runs} runs")
     for _ in live_rows(ctx, names, 200):  # warm-up
         pass

@@ -3,7 +3,7 @@
 Public surface (imported lazily, so ``import spark_research.features.cli`` stays light)::
 
     from spark_research.features import feature, get_feature, list_features, compute_features
-    from spark_research.features import FeatureStore, LiveFeatures, asof_matrix
+    from spark_research.features import FeatureStore, LiveFeatures, asof_matrix, trade_flow, with_trade_flow
     from spark_research.features import triple_barrier_labels, meta_labels, average_uniqueness
     from spark_research.features import PurgedKFold, CombinatorialPurgedKFold, cpcv_report, train_folds
 
@@ -34,6 +34,9 @@ _EXPORTS = {
     "FeatureStore": "store",
     "StaleFeatureError": "store",
     "asof_matrix": "store",
+    # trade flow: each bar's trades aggregated point in time, for trade-flow features
+    "trade_flow": "trades",
+    "with_trade_flow": "trades",
     # live: one bar at a time, same code as the batch path
     "LiveFeatures": "live",
     # labels and sample weights (AFML ch. 3-4)

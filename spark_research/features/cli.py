@@ -19,7 +19,7 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'feature':<{width}}  lookback  code hash         columns / params / description")
     for f in rows:
         params = ", ".join(f"{k}={v}" for k, v in f.params.items())
-        extra = " (cross-asset)" if f.universe else ""
+        extra = (" (cross-asset)" if f.universe else "") + (" (trades)" if f.trades else "")
         print(f"{f.name:<{width}}  {f.lookback:>8}  {f.code_hash}  {', '.join(f.columns)}"
               f"{f' [{params}]' if params else ''}{extra} - {f.description}")
     print(f"{len(rows)} features, {sum(len(f.columns) for f in rows)} columns")

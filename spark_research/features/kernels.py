@@ -147,6 +147,35 @@ def window_autocorr(x: np.ndarray, w: int, lag: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def window_beta(y: np.ndarray, x: np.ndarray, w: int) -> np.ndarray:
+    """OLS slope of ``y`` on ``x`` over each trailing window of ``w`` pairs: ``cov(x, y) / var(x)``
+    (two passes, NaN when ``x`` is flat or the window holds a NaN)."""
+    n = len(x)
+    out = np.full(n, np.nan)
+    mx = window_mean(x, w)
+    my = window_mean(y, w)
+    acc_xy = np.empty(_BLOCK)
+    acc_xx = np.empty(_BLOCK)
+    for t0 in range(w - 1, n, _BLOCK):
+        m = min(_BLOCK, n - t0)
+        xy, xx = acc_xy[:m], acc_xx[:m]
+        xy[:] = 0.0
+        xx[:] = 0.0
+        mxs, mys = mx[t0:t0 + m], my[t0:t0 + m]
+        for k in range(w):
+            xs = x[t0 - w + 1 + k: t0 - w + 1 + k + m]
+            ys = y[t0 - w + 1 + k: t0 - w + 1 + k + m]
+            for j in range(m):
+                a = xs[j] - mxs[j]
+                xy[j] += a * (ys[j] - mys[j])
+                xx[j] += a * a
+        for j in range(m):
+            if xx[j] > 0.0:
+                out[t0 + j] = xy[j] / xx[j]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def rsi(close: np.ndarray, w: int) -> np.ndarray:
     """Cutler's RSI: 100 * gains / (gains + losses) over the last ``w`` price changes (50 when flat)."""
     n = len(close)
@@ -221,5 +250,5 @@ def ffd_weights(d: float, threshold: float, max_width: int = 10_000) -> np.ndarr
     return np.asarray(w, dtype=np.float64)
 
 
-__all__ = ["cross_mean_change", "ema_weights", "ffd_weights", "lag_diff", "rsi", "window_autocorr", "window_dot", "window_mean",
-           "window_std", "window_zscore"]
+__all__ = ["cross_mean_change", "ema_weights", "ffd_weights", "lag_diff", "rsi", "window_autocorr", "window_beta", "window_dot",
+           "window_mean", "window_std", "window_zscore"]

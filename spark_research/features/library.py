@@ -19,7 +19,15 @@ autocorrelation        ``autocorr_50`` (lag-1, log returns)                     
 memory                 ``fracdiff_04`` (log close, d=0.4, fixed width)             281
 calendar               ``time_of_day`` (sin, cos), ``day_of_week`` (sin, cos)       0
 cross-asset            ``xs_ret_1``, ``xs_ret_20`` (return minus universe mean)     h
+trade flow             ``ofi_20`` (order-flow imbalance), ``trade_count_z_50``,     19-50
+(``trades=True``)      ``vwap_dev_20``, ``trade_size_z_50``, ``kyle_lambda_50``
 =====================  ========================================================  ========
+
+The trade-flow features read the bar's trades aggregated point in time
+(:mod:`spark_research.features.trades`: buy/sell aggressor volume, count, notional, VWAP, mean
+size); they are computed where trades are given (``compute_features(..., trades=...)``, bars
+from ``with_trade_flow``, the store for symbols with stored trades, ``LiveFeatures.update(...,
+trades=...)``) and raise a ``FeatureError`` naming them otherwise.
 
 Example::
 
@@ -179,3 +187,47 @@ def cross_sectional_return(bars: Any, universe: Any, horizon: int) -> np.ndarray
     own = k.lag_diff(np.log(_col(bars, "close")), horizon)
     closes = np.log(np.asarray(universe, dtype=np.float64))
     return own - k.cross_mean_change(closes.reshape(len(closes), -1), horizon)
+
+
+# -- trade flow (the bar's trades, see spark_research.features.trades) -------------------------------------
+
+
+@feature("ofi_20", lookback=19, arrays=True, trades=True, window=20)
+def order_flow_imbalance(bars: Any, window: int) -> np.ndarray:
+    """Order-flow imbalance over ``window`` bars: (buy - sell) / (buy + sell) aggressor volume, in [-1, 1]
+    (NaN when the window has no trades)."""
+    buy = k.window_mean(_col(bars, "buy_volume"), window)
+    sell = k.window_mean(_col(bars, "sell_volume"), window)
+    total = buy + sell
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0.0, (buy - sell) / total, np.nan)
+
+
+@feature("trade_count_z_50", lookback=49, arrays=True, trades=True, window=50)
+def trade_count_zscore(bars: Any, window: int) -> np.ndarray:
+    """Z-score of the bar's number of trades against the last ``window`` bars."""
+    return k.window_zscore(_col(bars, "trade_count"), window)
+
+
+@feature("vwap_dev_20", lookback=19, arrays=True, trades=True, window=20)
+def vwap_deviation(bars: Any, window: int) -> np.ndarray:
+    """Close over the VWAP of the last ``window`` bars' trades, minus 1 (NaN when they have no trades)."""
+    notional = k.window_mean(_col(bars, "notional"), window)
+    volume = k.window_mean(_col(bars, "buy_volume") + _col(bars, "sell_volume"), window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(volume > 0.0, _col(bars, "close") * volume / notional - 1.0, np.nan)
+
+
+@feature("trade_size_z_50", lookback=49, arrays=True, trades=True, window=50)
+def trade_size_zscore(bars: Any, window: int) -> np.ndarray:
+    """Z-score of the log mean trade size of the bar against the last ``window`` bars (NaN while the
+    window holds a bar without trades)."""
+    return k.window_zscore(np.log(_col(bars, "mean_trade_size")), window)
+
+
+@feature("kyle_lambda_50", lookback=50, arrays=True, trades=True, window=50)
+def kyle_lambda(bars: Any, window: int) -> np.ndarray:
+    """Kyle's lambda-like price impact: OLS slope of the 1-bar log return on the bar's signed aggressor
+    volume (buy - sell, base units) over ``window`` bars."""
+    signed = _col(bars, "buy_volume") - _col(bars, "sell_volume")
+    return k.window_beta(k.lag_diff(np.log(_col(bars, "close")), 1), signed, window)

@@ -12,6 +12,11 @@ Registering one runs two checks on seeded synthetic bars before it is accepted:
   alone equals the value computed from all bars (else :class:`LookbackError`). This is what
   lets the store update incrementally and the live path compute one bar from a short window.
 
+Features of the trade flow declare ``trades=True``: they read the per-bar aggregates of
+:data:`FLOW_FIELDS` (buy/sell volume, trade count, ...) as extra bar columns, which
+:mod:`spark_research.features.trades` computes point in time from the trades; the check bars
+then carry the flow of seeded synthetic trades, so the checks exercise those columns too.
+
 The **code hash** covers the function's source, the sources of the module-level helpers it
 calls (recursively, numba kernels included), the parameters and the lookback: any change
 to the definition gives a new hash, and the store refuses to serve values made by the old one.
@@ -50,6 +55,9 @@ import pandas as pd
 
 #: Columns every feature may read.
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
+#: Trade-flow columns (the bar's trades aggregated, see :mod:`spark_research.features.trades`) that
+#: features declared with ``trades=True`` may read as well.
+FLOW_FIELDS = ("buy_volume", "sell_volume", "trade_count", "notional", "vwap", "mean_trade_size")
 #: Bumped when the checks change, so results recorded under an older check are not trusted.
 CHECK_VERSION = 1
 
@@ -88,6 +96,8 @@ class LookbackError(FeatureError):
 class Feature:
     """A registered feature: ``func(bars, **params)`` (plus ``universe`` for cross-asset ones).
 
+    ``trades`` says the feature reads the trade-flow columns (:data:`FLOW_FIELDS`) of the bars.
+
     ``lookback`` is the number of bars *before* bar *t* its value at *t* needs; ``columns``
     are the output columns (the name for a Series, ``name_<col>`` for a DataFrame);
     ``arrays`` says the function only reads ``bars[field]`` as arrays and ``bars.index``, so the
@@ -104,9 +114,13 @@ class Feature:
     universe: bool = False
     arrays: bool = False
     origin: str = ""
+    trades: bool = False
 
-    def compute(self, bars: pd.DataFrame, universe: pd.DataFrame | None = None) -> pd.DataFrame:
+    def compute(self, bars: pd.DataFrame, universe: pd.DataFrame | None = None,
+                trades: pd.DataFrame | None = None) -> pd.DataFrame:
         """This feature's columns for ``bars`` (any form :func:`as_bars` accepts).
+
+        ``trades`` (the symbol's trades) feeds a trade-flow feature whose bars lack the flow columns.
 
         Example::
 
@@ -114,8 +128,9 @@ class Feature:
             >>> get_feature("ret_1").compute(generate_bars("BTCUSDT", n=5, seed=1)).columns.tolist()
             ['ret_1']
         """
-        frame = as_bars(bars)
-        return _to_frame(self, self._call(frame, _align_universe(self, frame, universe)), frame.index)
+        frame = _with_flow(as_bars(bars), trades, [self])
+        return _to_frame(self, self._call(_inputs_of(self, frame), _align_universe(self, frame, universe)),
+                         frame.index)
 
     def _call(self, bars: Any, universe: Any = None) -> Any:
         if self.universe:
@@ -125,7 +140,8 @@ class Feature:
     def describe(self) -> dict[str, Any]:
         """Name, lookback, parameters, code hash, columns: what the store records per feature."""
         return {"name": self.name, "lookback": self.lookback, "params": _jsonable(self.params),
-                "code_hash": self.code_hash, "columns": list(self.columns), "universe": self.universe}
+                "code_hash": self.code_hash, "columns": list(self.columns), "universe": self.universe,
+                "trades": self.trades}
 
 
 _REGISTRY: dict[str, Feature] = {}
@@ -138,7 +154,8 @@ _LOADED = False
 
 def as_bars(bars: pd.DataFrame) -> pd.DataFrame:
     """Bars indexed by a UTC ``DatetimeIndex`` named ``timestamp`` (from a ``timestamp`` column
-    or an index; a naive index is taken as UTC), with float64 OHLCV columns.
+    or an index; a naive index is taken as UTC), with float64 OHLCV columns (and the trade-flow
+    columns of :data:`FLOW_FIELDS` that are present; other columns are dropped).
 
     Example::
 
@@ -156,10 +173,11 @@ def as_bars(bars: pd.DataFrame) -> pd.DataFrame:
         raise FeatureError(f"bars: missing column(s) {missing}; features read {list(BAR_FIELDS)}")
     index = frame.index
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = index.as_unit("ns")  # pandas 3 makes microsecond indexes; times are read as ns (timestamps_ns)
     if not index.is_monotonic_increasing or index.has_duplicates:
         bad = int(np.flatnonzero(np.diff(index.asi8) <= 0)[0]) + 1
         raise FeatureError(f"bars: timestamp must increase strictly; row {bad} ({index[bad]}) does not")
-    out = frame[list(BAR_FIELDS)].astype("float64", copy=False)
+    out = frame[[*BAR_FIELDS, *(c for c in FLOW_FIELDS if c in frame.columns)]].astype("float64", copy=False)
     return out.set_axis(index.rename("timestamp"))
 
 
@@ -183,8 +201,8 @@ class BarWindow:
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> BarWindow:
-        """The arrays of bars normalised by :func:`as_bars` (no copy)."""
-        return cls({c: frame[c].to_numpy() for c in BAR_FIELDS}, frame.index.asi8, frame.index)
+        """The arrays of bars normalised by :func:`as_bars` (no copy), trade-flow columns included."""
+        return cls({c: frame[c].to_numpy() for c in frame.columns}, frame.index.asi8, frame.index)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -223,6 +241,39 @@ def _align_universe(feat: Feature, frame: pd.DataFrame, universe: pd.DataFrame |
     if index.equals(frame.index):  # already on the bars' times (the store's case): no reindex copy
         return universe.set_axis(frame.index).astype("float64", copy=False)
     return universe.set_axis(index).reindex(frame.index).astype("float64")
+
+
+def missing_flow(frame: Any) -> list[str]:
+    """The trade-flow columns (:data:`FLOW_FIELDS`) that ``frame`` lacks."""
+    cols = frame.columns if isinstance(frame, pd.DataFrame) else getattr(frame, "_cols", {})
+    return [c for c in FLOW_FIELDS if c not in cols]
+
+
+def needs_trades_error(names: Sequence[str], missing: Sequence[str], where: str = "the bars") -> FeatureError:
+    """The error for trade-flow features computed without trades (names them and the missing input)."""
+    which = f"feature {names[0]!r} needs" if len(names) == 1 else f"features {list(names)} need"
+    return FeatureError(f"{which} trades: no trade-flow column(s) {list(missing)} in {where}; pass "
+                        f"trades=<the symbol's trades: ts, price, qty, side> or bars from "
+                        f"spark_research.features.trades.with_trade_flow(bars, trades)")
+
+
+def _with_flow(frame: pd.DataFrame, trades: pd.DataFrame | None, feats: Sequence[Feature]) -> pd.DataFrame:
+    """``frame`` with the trade flow of ``trades`` when given; else checked to carry what ``feats`` need."""
+    if trades is not None:
+        from spark_research.features.trades import with_trade_flow
+
+        return with_trade_flow(frame[list(BAR_FIELDS)], trades)
+    need = [f.name for f in feats if f.trades]
+    if need and (missing := missing_flow(frame)):
+        raise needs_trades_error(need, missing)
+    return frame
+
+
+def _inputs_of(feat: Feature, frame: pd.DataFrame) -> pd.DataFrame:
+    """What a feature function receives: the bars, with the trade-flow columns only if it declared trades."""
+    if feat.trades or len(frame.columns) == len(BAR_FIELDS):
+        return frame
+    return frame[list(BAR_FIELDS)]
 
 
 def _to_frame(feat: Feature | None, out: Any, index: pd.DatetimeIndex, name: str | None = None) -> pd.DataFrame:
@@ -310,8 +361,10 @@ def _helpers(func: Callable[..., Any], seen: set[int]) -> list[str]:
     return out
 
 
-def code_hash(func: Callable[..., Any], params: Mapping[str, Any], lookback: int, universe: bool = False) -> str:
-    """16 hex digits of SHA-256 over the source of ``func`` and its helpers, params and lookback.
+def code_hash(func: Callable[..., Any], params: Mapping[str, Any], lookback: int, universe: bool = False,
+              trades: bool = False) -> str:
+    """16 hex digits of SHA-256 over the source of ``func`` and its helpers, params and lookback
+    (and, for a trade-flow feature, the source of the aggregation of trades onto the bars).
 
     Example::
 
@@ -321,6 +374,11 @@ def code_hash(func: Callable[..., Any], params: Mapping[str, Any], lookback: int
     """
     parts = [_source(func), *_helpers(func, {id(getattr(func, "py_func", func))}),
              json.dumps(_jsonable(params), sort_keys=True), f"lookback={lookback}", f"universe={universe}"]
+    if trades:  # a changed aggregation changes every trade-flow feature's values: and so its hash
+        from spark_research.features import trades as flow
+
+        agg = flow.aggregate_trades
+        parts += ["trades=True", _source(agg), *_helpers(agg, {id(agg)})]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -343,12 +401,25 @@ def check_bars(n: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     return as_bars(frames["BTCUSDT"]), universe
 
 
+@functools.lru_cache(maxsize=8)
+def check_flow_bars(n: int, seed: int = 7) -> pd.DataFrame:
+    """:func:`check_bars`' bars with the trade flow of seeded synthetic trades (about 60 a bar, and
+    a quiet stretch of 3 bars without trades in the middle): what trade-flow features are checked on."""
+    from spark_research.features.trades import synthetic_trades, with_trade_flow
+
+    bars = check_bars(n, seed)[0]
+    trades = synthetic_trades(bars, per_bar=60, seed=seed, quiet=(n // 2, n // 2 + 3))
+    return with_trade_flow(bars, trades)
+
+
 def _check(feat: Feature, n_cuts: int = 10, budget_s: float = 10.0) -> tuple[str, ...]:
     """Run the lookahead and lookback checks; return the feature's output columns."""
     from spark_research.backtest.lookahead import check_series_lookahead
 
     n = max(600, 3 * feat.lookback + 300)
     bars, universe = (x.copy() for x in check_bars(n))  # the cached frames stay clean whatever the feature does
+    if feat.trades:  # the flow columns ride along with the bars, so every cut truncates them too
+        bars = check_flow_bars(n).copy()
 
     def frame(b: pd.DataFrame) -> pd.DataFrame:
         return _to_frame(feat, feat._call(b, _align_universe(feat, b, universe)), b.index)
@@ -364,7 +435,11 @@ def _check(feat: Feature, n_cuts: int = 10, budget_s: float = 10.0) -> tuple[str
     except FeatureError:
         raise
     except Exception as exc:
-        raise FeatureError(f"feature {feat.name!r} failed on {len(bars)} check bars: {type(exc).__name__}: {exc}") from exc
+        hint = ""
+        if not feat.trades and isinstance(exc, KeyError) and any(c in str(exc) for c in FLOW_FIELDS):
+            hint = " (it reads trade-flow columns: declare trades=True)"
+        raise FeatureError(f"feature {feat.name!r} failed on {len(bars)} check bars{hint}: "
+                           f"{type(exc).__name__}: {exc}") from exc
     ints = {k: v for k, v in feat.params.items() if isinstance(v, int) and not isinstance(v, bool)}
     report = check_series_lookahead(compute, bars, feat.name, {**ints, "lookback": feat.lookback + 1},
                                     n_cuts=n_cuts, seed=0, budget_s=budget_s)
@@ -396,13 +471,17 @@ def _check_lookback(feat: Feature, bars: pd.DataFrame, full: pd.DataFrame,
 
 
 def feature(name: str | None = None, *, lookback: int, description: str = "", universe: bool = False,
-            arrays: bool = False, replace: bool = False,
+            arrays: bool = False, trades: bool = False, replace: bool = False,
             **params: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``func(bars, **params)`` as the feature ``name`` (default: the function's name).
 
     ``lookback`` is how many bars before bar *t* the value at *t* needs (0 for a function of
     bar *t* alone). ``universe=True`` marks a cross-asset feature, called as
     ``func(bars, universe, **params)`` with the universe's closes on the bars' timestamps.
+    ``trades=True`` marks a trade-flow feature: its bars also carry the columns of
+    :data:`FLOW_FIELDS` (``bars["buy_volume"]``, ...), the bar's trades aggregated point in time
+    (:mod:`spark_research.features.trades`); computing it without trades raises a
+    :class:`FeatureError` naming it.
     The decorator returns ``func`` unchanged, so it stacks to register several variants.
     Registration refuses a leaky feature (:class:`LeakyFeatureError`) or a too-short lookback
     (:class:`LookbackError`). Re-registering a name with a new definition from the same place
@@ -415,6 +494,11 @@ def feature(name: str | None = None, *, lookback: int, description: str = "", un
         ...     return bars["high"] / bars["low"] - 1
         >>> "hl_spread" in list_features()
         True
+        >>> @feature("buy_share", lookback=0, trades=True)
+        ... def buy_share(bars):
+        ...     return bars["buy_volume"] / (bars["buy_volume"] + bars["sell_volume"])
+        >>> get_feature("buy_share").trades
+        True
     """
     if not isinstance(lookback, (int, np.integer)) or isinstance(lookback, bool) or lookback < 0:
         raise FeatureError(f"feature {name!r}: lookback must be an integer >= 0, got {lookback!r}")
@@ -424,7 +508,7 @@ def feature(name: str | None = None, *, lookback: int, description: str = "", un
         if not fname or not str(fname).isidentifier():
             raise FeatureError(f"feature name must be an identifier, got {fname!r}")
         _check_signature(fname, func, params, universe)
-        h = code_hash(func, params, int(lookback), universe)
+        h = code_hash(func, params, int(lookback), universe, bool(trades))
         origin = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', '?')}"
         with _LOCK:
             old = _REGISTRY.get(fname)
@@ -434,9 +518,10 @@ def feature(name: str | None = None, *, lookback: int, description: str = "", un
                 raise FeatureError(f"feature {fname!r} is already registered from {old.origin}; "
                                    f"pass replace=True to replace it with {origin}")
         feat = Feature(fname, func, int(lookback), dict(params), h, (fname,), description or _doc(func),
-                       universe, arrays, origin)
+                       universe, arrays, origin, bool(trades))
         columns = _check(feat)  # no way around it: every feature is checked before it is registered
-        feat = Feature(fname, func, int(lookback), dict(params), h, columns, feat.description, universe, arrays, origin)
+        feat = Feature(fname, func, int(lookback), dict(params), h, columns, feat.description, universe, arrays, origin,
+                       bool(trades))
         with _LOCK:
             _REGISTRY[fname] = feat
         return func
@@ -508,10 +593,12 @@ def list_features() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_features(features: str | Feature | Iterable[str | Feature] | None = None) -> list[Feature]:
-    """Features by name (None: every shipped and user feature), in order, without duplicates."""
+def resolve_features(features: str | Feature | Iterable[str | Feature] | None = None,
+                     trades: bool = False) -> list[Feature]:
+    """Features by name, in order, without duplicates. None: every shipped and user feature of the
+    bars (and universe), plus the trade-flow features when ``trades`` is true."""
     if features is None:
-        features = list_features()
+        features = [n for n in list_features() if trades or not _REGISTRY[n].trades]
     elif isinstance(features, (str, Feature)):
         features = [features]
     out: dict[str, Feature] = {}
@@ -529,10 +616,13 @@ def feature_columns(features: str | Feature | Iterable[str | Feature] | None = N
 
 
 def compute_features(bars: pd.DataFrame, features: str | Feature | Sequence[str | Feature] | None = None,
-                     universe: pd.DataFrame | None = None) -> pd.DataFrame:
+                     universe: pd.DataFrame | None = None, trades: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every requested feature's columns for ``bars`` (one symbol), indexed like the bars.
 
-    ``universe`` (closes, one column per symbol, by timestamp) feeds cross-asset features.
+    ``universe`` (closes, one column per symbol, by timestamp) feeds cross-asset features;
+    ``trades`` (the symbol's trades: ``ts, price, qty, side``) feeds trade-flow features, as do
+    bars that already carry the flow columns (:func:`~spark_research.features.trades.with_trade_flow`).
+    ``features=None`` computes every feature these inputs can feed.
 
     Example::
 
@@ -542,7 +632,10 @@ def compute_features(bars: pd.DataFrame, features: str | Feature | Sequence[str 
         (['ret_1', 'rsi_14'], 100)
     """
     frame = as_bars(bars)
-    return _compute_frame(resolve_features(features), frame, universe)
+    if trades is not None:
+        frame = _with_flow(frame, trades, [])
+    feats = resolve_features(features, trades=not missing_flow(frame))
+    return _compute_frame(feats, frame, universe)
 
 
 def _compute_frame(feats: Sequence[Feature], frame: pd.DataFrame, universe: pd.DataFrame | None) -> pd.DataFrame:
@@ -564,15 +657,17 @@ def _compute_columns(feats: Sequence[Feature], frame: pd.DataFrame,
     thread computed it, and the columns keep the features' order.
     """
     aligned = None
+    _with_flow(frame, None, feats)  # trade-flow features without the flow columns: name them
     if any(f.universe for f in feats):
         aligned = _align_universe(next(f for f in feats if f.universe), frame, universe)
     window = BarWindow.of(frame) if any(f.arrays for f in feats) else None
     uni_arr = aligned.to_numpy() if aligned is not None else None
+    bar_only = frame[list(BAR_FIELDS)] if len(frame.columns) > len(BAR_FIELDS) else frame
 
     def one(f: Feature) -> dict[str, np.ndarray]:
         if f.arrays:  # plain arrays: no pandas overhead per column access
             return _columns(f, f._call(window, uni_arr if f.universe else None), frame.index)
-        return _columns(f, f._call(frame, aligned if f.universe else None), frame.index)
+        return _columns(f, f._call(frame if f.trades else bar_only, aligned if f.universe else None), frame.index)
 
     threaded = [f for f in feats if f.arrays] if len(frame) >= PARALLEL_BARS else []
     done: dict[str, dict[str, np.ndarray]] = {}
@@ -588,6 +683,7 @@ def _compute_columns(feats: Sequence[Feature], frame: pd.DataFrame,
     return cols
 
 
-__all__ = ["BAR_FIELDS", "BarWindow", "Feature", "FeatureError", "LeakyFeatureError", "LookbackError", "UnknownFeature",
-           "as_bars", "check_bars", "code_hash", "compute_features", "feature", "feature_columns", "get_feature",
-           "list_features", "resolve_features", "timestamps_ns"]
+__all__ = ["BAR_FIELDS", "FLOW_FIELDS", "BarWindow", "Feature", "FeatureError", "LeakyFeatureError", "LookbackError",
+           "UnknownFeature", "as_bars", "check_bars", "check_flow_bars", "code_hash", "compute_features", "feature",
+           "feature_columns", "get_feature", "list_features", "missing_flow", "needs_trades_error", "resolve_features",
+           "timestamps_ns"]

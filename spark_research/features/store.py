@@ -23,6 +23,15 @@ as-of join gives each row the latest feature row stamped at or before the row's 
 with the features' largest lookback of earlier bars as context, and appends a part file;
 the shipped features are window-local, so the result is identical to a full recompute.
 
+**Trades.** Trade-flow features (``trades=True``) are built for symbols with trades in the
+BarStore (``trades/symbol=...``): the trades are aggregated onto the bars
+(:mod:`spark_research.features.trades`; a resampled bar stamped at its end takes the trades
+of its period). The bar interval and the time from which trades are stored (bars before it have
+no flow: NaN) are fixed by the full build and kept in the metadata (``trades``), so an
+incremental build aggregates exactly as a recompute would. By default (``features=None``) a
+symbol without stored trades gets every other feature; naming a trade-flow feature for it is an
+error that names the feature and the symbol.
+
 Example::
 
     >>> import tempfile
@@ -63,6 +72,7 @@ from spark_research.data.schema import TS_DTYPE
 from spark_research.data.store import BarStore
 from spark_research.features.registry import (BAR_FIELDS, Feature, FeatureError, _compute_columns, as_bars,
                                               resolve_features)
+from spark_research.features.trades import bar_interval, with_trade_flow
 
 #: Parquet key-value metadata key holding the features' hashes and parameters.
 META_KEY = b"spark_research.features"
@@ -186,7 +196,7 @@ class FeatureStore:
 
         Example: ``FeatureStore().build(["BTCUSDT", "ETHUSDT"], ["ret_1", "rsi_14"], freq="1h")``.
         """
-        feats = resolve_features(features)
+        feats = resolve_features(features, trades=True)
         freq = freq or BASE_FREQ
         if freq != BASE_FREQ:
             _freq_offset(freq)
@@ -194,7 +204,21 @@ class FeatureStore:
         if not syms:
             raise FeatureError(f"symbols: no bars in {self.bars.root}; write bars first (spark data generate --sample)")
         uni = sorted(universe or self.bars.symbols("bars")) if any(f.universe for f in feats) else None
-        return {s: self._build_one(s, feats, freq, uni, full) for s in syms}
+        traded = set(self.bars.symbols("trades")) if any(f.trades for f in feats) else set()
+        return {s: self._build_one(s, self._feats_for(s, feats, traded, features is None), freq, uni, full)
+                for s in syms}
+
+    def _feats_for(self, symbol: str, feats: list[Feature], traded: set[str], default: bool) -> list[Feature]:
+        """``feats`` for ``symbol``: without the trade-flow ones when it has no stored trades (by default)."""
+        need = [f.name for f in feats if f.trades]
+        if not need or symbol in traded:
+            return feats
+        if not default:
+            which = f"feature {need[0]!r} needs" if len(need) == 1 else f"features {need} need"
+            raise FeatureError(f"{which} trades, but the store {self.bars.root} has no trades for symbol {symbol!r}; "
+                               f"write them first (BarStore.write_trades, spark data download --trades) or leave "
+                               f"the trade-flow features out")
+        return [f for f in feats if not f.trades]
 
     def _spec(self, feats: list[Feature], freq: str, uni: list[str] | None) -> dict[str, Any]:
         return {"freq": freq, "universe": uni, "features": {f.name: f.describe() for f in feats}}
@@ -208,14 +232,20 @@ class FeatureStore:
         reason = "full=True" if full else "nothing stored" if last_meta is None else _spec_change(last_meta, spec)
         needed = [symbol, *(u for u in uni or [] if u != symbol)]
         if reason:
-            frame = self._compute(feats, freq, uni, self._read_bars(needed, None, needed[1:]), symbol)
-            self._replace(symbol, freq, frame, spec)
+            data = self._read_bars(needed, None, needed[1:])
+            flow = self._flow(symbol, freq, data[symbol], None) if any(f.trades for f in feats) else None
+            frame = self._compute(feats, freq, uni, data, symbol, flow)
+            self._replace(symbol, freq, frame, {**spec, "trades": flow[1]} if flow else spec)
             return BuildResult(symbol, freq, "full", len(frame), _first(frame), _last(frame),
                                time.perf_counter() - t0, reason)
         last = pd.Timestamp(last_meta["last"])
         lookback = max(f.lookback for f in feats)
         data = self._bars_since(needed, last, lookback, freq, last_meta.get("step_ns", 0))
-        frame = self._compute(feats, freq, uni, data, symbol)
+        flow = None
+        if any(f.trades for f in feats) and len(data[symbol]):
+            flow = self._flow(symbol, freq, data[symbol], last_meta.get("trades"))
+            spec = {**spec, "trades": flow[1]}
+        frame = self._compute(feats, freq, uni, data, symbol, flow)
         new = frame.after(last)
         if len(new):
             with self._lock:
@@ -288,8 +318,22 @@ class FeatureStore:
         first = own.index[max(0, before - lookback - 1)] if len(own) else None
         return {s: (f if first is None else f[f.index >= first]) for s, f in data.items()}
 
+    def _flow(self, symbol: str, freq: str, bars: pd.DataFrame,
+              stored: Mapping[str, Any] | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The trades of ``symbol`` from its first bar in ``bars`` on, and how they are aggregated:
+        ``{"interval_ns", "from_ns"}``, fixed by the full build (``stored`` None) and kept after."""
+        off = _freq_offset(freq) if freq != BASE_FREQ else None
+        start = bars.index[0] if off is None else bars.index[0].floor(off)  # a resampled bar's whole period
+        trades = self.bars.load_trades(symbol, start=start, columns=["ts", "price", "qty", "side"])
+        how = dict(stored or {})
+        if "interval_ns" not in how:
+            how["interval_ns"] = bar_interval(bars.index) if off is None else int(off.value)
+        if how.get("from_ns") is None:  # the first stored trade: no trade is stored before it
+            how["from_ns"] = int(pd.DatetimeIndex(trades["ts"]).as_unit("ns").asi8.min()) if len(trades) else None
+        return trades, how
+
     def _compute(self, feats: list[Feature], freq: str, uni: list[str] | None, data: Mapping[str, pd.DataFrame],
-                 symbol: str) -> _Computed:
+                 symbol: str, flow: tuple[pd.DataFrame, Mapping[str, Any]] | None = None) -> _Computed:
         frame = data[symbol]
         universe = None
         if uni:
@@ -301,6 +345,10 @@ class FeatureStore:
             if universe is not None:
                 universe = universe.resample(off, label="right", closed="left").last()
             frame = resample_bars(frame, freq)
+        if flow is not None:
+            trades, how = flow
+            frame = with_trade_flow(frame, trades, interval=pd.Timedelta(how["interval_ns"], "ns"),
+                                    trades_from=how["from_ns"], label="open" if freq == BASE_FREQ else "close")
         return _Computed(frame.index, _compute_columns(feats, frame, universe))
 
     # ------------------------------------------------------------------ writing

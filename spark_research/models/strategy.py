@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from spark_research.backtest.strategy import Param, Signals, Strategy
+from spark_research.features.registry import FLOW_FIELDS
 from spark_research.models import inputs
 from spark_research.models.errors import ModelError
 
@@ -144,6 +145,8 @@ class _LiveTail:
             self.live = inputs.live_features(self.model.features, self._bars)
             self._bars = None
         bar = {"timestamp": bars.index[-1], **{f: bars[f].iat[-1] for f in self._FIELDS}}
+        # a model on trade-flow features gets the bar's flow values (bars carry them as columns)
+        bar.update({f: bars[f].iat[-1] for f in FLOW_FIELDS if f in bars.columns})
         row = np.array(self.live.update(bar), dtype="float64")
         p = self.model.predict_proba(row.reshape(1, -1))[0] if np.isfinite(row).all() else np.nan
         if self.n == len(self.values):  # grow by doubling: amortised O(1) per bar
@@ -157,8 +160,9 @@ class _LiveTail:
 
 def _fingerprint(bars: pd.DataFrame) -> str:
     h = hashlib.sha256(bars.index.asi8.tobytes() if isinstance(bars.index, pd.DatetimeIndex) else b"")
-    for col in ("open", "high", "low", "close", "volume"):
+    for col in ("open", "high", "low", "close", "volume", *FLOW_FIELDS):
         if col in bars.columns:
+            h.update(col.encode())
             h.update(np.ascontiguousarray(bars[col].to_numpy(dtype="float64")).tobytes())
     return h.hexdigest()
 

@@ -27,6 +27,22 @@ def bars(raw_bars) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
+def trades(bars) -> dict[str, pd.DataFrame]:
+    """``{symbol: seeded synthetic trades over its bars}`` (about 60 a bar, none before the first bar)."""
+    from spark_research.features.trades import synthetic_trades
+
+    return {s: synthetic_trades(b, per_bar=60, seed=21 + i) for i, (s, b) in enumerate(bars.items())}
+
+
+@pytest.fixture(scope="session")
+def flow_bars(bars, trades) -> dict[str, pd.DataFrame]:
+    """``{symbol: bars with the trade-flow columns of its trades}``: what trade-flow features read."""
+    from spark_research.features.trades import with_trade_flow
+
+    return {s: with_trade_flow(b, trades[s]) for s, b in bars.items()}
+
+
+@pytest.fixture(scope="session")
 def universe(bars) -> pd.DataFrame:
     """Closes of the three symbols, one column each."""
     return pd.DataFrame({s: b["close"] for s, b in bars.items()})

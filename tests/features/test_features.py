@@ -1,4 +1,9 @@
-"""The feature registry, the shipped features (against independent pandas formulas), the live path, the CLI."""
+"""The feature registry, the shipped features (against independent pandas formulas), the live path, the CLI.
+
+The generic properties (lookahead, lookback, NaN only while warming up, live = batch) are checked
+on every registered feature, the trade-flow ones included: their bars carry the flow of seeded
+synthetic trades (``flow_bars``); their own behaviour is in ``test_trade_features.py``.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -27,8 +32,9 @@ FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def computed(bars, universe) -> pd.DataFrame:
-    return compute_features(bars["BTCUSDT"], None, universe=universe)
+def computed(flow_bars, universe) -> pd.DataFrame:
+    """Every registered feature (bar, cross-asset and trade-flow) of BTCUSDT."""
+    return compute_features(flow_bars["BTCUSDT"], None, universe=universe)
 
 
 def _close(a, b, rtol=1e-9) -> None:
@@ -55,10 +61,10 @@ def test_every_shipped_feature_declares_lookback_params_and_a_16_digit_hash():
     assert get_feature("time_of_day").columns == ("time_of_day_sin", "time_of_day_cos")
 
 
-def test_every_shipped_feature_passes_the_lookahead_check_on_other_bars(bars, universe):
+def test_every_shipped_feature_passes_the_lookahead_check_on_other_bars(flow_bars, universe):
     from spark_research.backtest.lookahead import check_series_lookahead
 
-    b = bars["ETHUSDT"]
+    b = flow_bars["ETHUSDT"]
     for name in list_features():
         f = get_feature(name)
         report = check_series_lookahead(lambda x, f=f: f.compute(x, universe), b, name,
@@ -67,9 +73,9 @@ def test_every_shipped_feature_passes_the_lookahead_check_on_other_bars(bars, un
         assert report.cuts >= 10
 
 
-def test_values_at_bar_t_depend_only_on_the_declared_lookback_bit_for_bit(bars, universe, computed):
+def test_values_at_bar_t_depend_only_on_the_declared_lookback_bit_for_bit(flow_bars, universe, computed):
     """Computed on a suffix of the bars, every row with its full lookback equals the full-history row exactly."""
-    b = bars["BTCUSDT"]
+    b = flow_bars["BTCUSDT"]
     for start in (1, 777):
         part = compute_features(b.iloc[start:], None, universe=universe)
         for name in list_features():
@@ -312,9 +318,9 @@ def test_unknown_feature_and_bad_bars_name_the_value(raw_bars):
 # -- live, one bar at a time -------------------------------------------------------------------------
 
 
-def test_live_rows_equal_batch_rows_bit_for_bit(bars, universe, computed):
-    b = bars["BTCUSDT"]
-    live = LiveFeatures(None, universe=list(universe.columns))
+def test_live_rows_equal_batch_rows_bit_for_bit(flow_bars, universe, computed):
+    b = flow_bars["BTCUSDT"]  # each bar carries its trade flow
+    live = LiveFeatures(list_features(), universe=list(universe.columns))
     assert live.columns == list(computed.columns)
     live.warm(b.iloc[:2_000], universe.iloc[:2_000])
     for i in range(2_000, 2_300):
@@ -379,8 +385,9 @@ def test_cli_lists_every_feature_with_its_hash(capsys):
     assert f"{len(list_features())} features" in out
 
 
-def test_two_thread_batch_path_gives_the_same_bits_in_the_same_column_order(bars, universe, computed, monkeypatch):
+def test_two_thread_batch_path_gives_the_same_bits_in_the_same_column_order(flow_bars, universe, computed,
+                                                                             monkeypatch):
     monkeypatch.setattr(registry, "PARALLEL_BARS", 100)  # two threads from 100 bars on (default 200k)
-    threaded = compute_features(bars["BTCUSDT"], None, universe=universe)
+    threaded = compute_features(flow_bars["BTCUSDT"], None, universe=universe)
     assert list(threaded.columns) == list(computed.columns)
     assert np.array_equal(threaded.to_numpy(), computed.to_numpy(), equal_nan=True)

@@ -119,3 +119,75 @@ def test_expanding_feature_passes_lookahead_but_fails_its_lookback(clean_registr
 
     with pytest.raises(LookbackError, match="'expanding_mean' declares lookback=50"):
         feature("expanding_mean", lookback=50)(lambda bars: bars["close"].expanding().mean())
+
+
+# -- trade flow: the check bars carry the flow of seeded synthetic trades ------------------------------------
+
+
+def next_bar_buy_volume(bars):
+    return bars["buy_volume"].shift(-1) / (bars["buy_volume"] + bars["sell_volume"])
+
+
+def whole_series_vwap(bars):
+    notional, volume = bars["notional"], bars["buy_volume"] + bars["sell_volume"]
+    return bars["close"] / (notional.sum() / volume.sum()) - 1
+
+
+def forward_imbalance(bars):
+    buy, sell = bars["buy_volume"][::-1].rolling(10).sum()[::-1], bars["sell_volume"][::-1].rolling(10).sum()[::-1]
+    return (buy - sell) / (buy + sell)
+
+
+TRADE_LEAKS = {
+    "next_bar_buy_volume": (next_bar_buy_volume, 0),
+    "whole_series_vwap": (whole_series_vwap, 0),
+    "forward_imbalance": (forward_imbalance, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRADE_LEAKS))
+def test_leaky_trade_feature_is_refused_naming_it(clean_registry, name):
+    func, lookback = TRADE_LEAKS[name]
+    with pytest.raises(LeakyFeatureError, match=f"feature 'leak_{name}' looks ahead, refused") as info:
+        feature(f"leak_{name}", lookback=lookback, trades=True)(func)
+    assert info.value.first_bar == min(v.bar for v in info.value.report.violations)
+    assert f"leak_{name}" not in list_features()
+
+
+def test_next_bar_buy_volume_is_caught_at_the_first_bar_a_cut_can_change(clean_registry):
+    with pytest.raises(LeakyFeatureError) as info:
+        feature("leak_next_buy", lookback=0, trades=True)(next_bar_buy_volume)
+    assert info.value.first_bar == 1 and "series leak_next_buy" in str(info.value)
+
+
+def test_causal_trade_feature_registers_and_undeclared_flow_is_refused_with_a_hint(clean_registry):
+    from spark_research.features.registry import FeatureError, get_feature
+
+    def buy_share_10(bars):
+        buy, sell = bars["buy_volume"].rolling(10).sum(), bars["sell_volume"].rolling(10).sum()
+        return buy / (buy + sell)
+
+    feature("buy_share_10", lookback=9, trades=True)(buy_share_10)
+    assert get_feature("buy_share_10").trades
+    with pytest.raises(FeatureError, match=r"'buy_share_undeclared' failed on \d+ check bars \(it reads trade-flow "
+                                           r"columns: declare trades=True\)"):
+        feature("buy_share_undeclared", lookback=9)(buy_share_10)
+
+
+def test_trade_feature_hash_covers_the_aggregation_of_trades(monkeypatch):
+    """A changed aggregation changes every trade-flow feature's values, so it changes their hashes."""
+    from spark_research.features import trades
+    from spark_research.features.registry import code_hash
+
+    def f(bars):
+        return bars["buy_volume"] * 1.0
+
+    before = code_hash(f, {}, 0, trades=True)
+    assert before != code_hash(f, {}, 0)
+
+    def aggregate_trades(*args):  # another definition of the aggregation
+        return None
+
+    monkeypatch.setattr(trades, "aggregate_trades", aggregate_trades)
+    assert code_hash(f, {}, 0, trades=True) != before
+
