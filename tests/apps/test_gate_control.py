@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
-import sys
 import urllib.parse
 
 import pytest
 
 from spark_research.gates.audit import AuditLog
-from tests.conftest import ROOT, free_port, wait_http
+from tests.apps.app_server import served_app
 
 pytestmark = pytest.mark.browser
 SECRET = "gate-control-test-cookie-secret-0123456789"
@@ -20,24 +17,8 @@ REASON = "browser test: venue incident 42"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     var = tmp_path_factory.mktemp("var")
-    port = free_port()
-    log = open(var / "panel.log", "w")
-    cmd = [sys.executable, "-m", "panel", "serve", "apps/gate_control.py", "--port", str(port),
-           "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
-           "--auth-module", "spark_research/gates/webauth.py", "--cookie-secret", SECRET]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "SPARK_VAR": str(var), "SPARK_GATE_DEMO_BARS": "90"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/login", timeout=60, proc=proc)
+    with served_app("gate_control", var, cookie_secret=SECRET, env={"SPARK_GATE_DEMO_BARS": "90"}) as url:
         yield url, var
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print((var / "panel.log").read_text()[-3000:])
 
 
 def _request(url: str, method: str, path: str, body: dict | None = None) -> http.client.HTTPResponse:

@@ -1,15 +1,12 @@
 """Risk app in a real browser (Debian chromium): operators halt and resume with a reason, viewers look."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from spark_research.gates.audit import AuditLog
 from spark_research.risk.store import RiskStore
-from tests.conftest import ROOT, PageWatch, free_port, wait_http
+from tests.apps.app_server import served_app
+from tests.conftest import PageWatch
 
 pytestmark = pytest.mark.browser
 SECRET = "risk-app-test-cookie-secret-0123456789abcdef"
@@ -19,24 +16,8 @@ REASON = "browser test: exchange incident 7"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     var = tmp_path_factory.mktemp("var")
-    port = free_port()
-    log = open(var / "panel.log", "w")
-    cmd = [sys.executable, "-m", "panel", "serve", "apps/risk.py", "--port", str(port),
-           "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}",
-           "--auth-module", "spark_research/gates/webauth.py", "--cookie-secret", SECRET]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "SPARK_VAR": str(var), "SPARK_RISK_DEMO_BARS": "120"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/login", timeout=60, proc=proc)
+    with served_app("risk", var, cookie_secret=SECRET, env={"SPARK_RISK_DEMO_BARS": "120"}) as url:
         yield url, var
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print((var / "panel.log").read_text()[-3000:])
 
 
 def _login(page, url: str, user: str, password: str) -> None:
