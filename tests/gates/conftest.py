@@ -59,3 +59,25 @@ class QuickSma(Strategy):
         above = (f > s).fillna(False)
         prev = above.shift(1, fill_value=False)
         return Signals(entries=above & ~prev, exits=~above & prev)
+
+
+# -- the replay exchange's order entry, for the venues that send orders to it -----------------------------
+from spark_research.streams.orders import OrderConfig  # noqa: E402
+from spark_research.streams.replay import Faults, ReplayExchange  # noqa: E402
+
+
+@pytest.fixture
+def exchange():
+    """``exchange(faults=..., **order_config)``: a started replay exchange whose short tape is fully
+    published, so orders execute around a price that stays put."""
+    started: list[ReplayExchange] = []
+
+    def make(faults: Faults | None = None, **cfg) -> ReplayExchange:
+        ex = ReplayExchange(n=300, rate=50_000, faults=faults, orders=OrderConfig(**cfg)).start()
+        started.append(ex)
+        assert ex.wait_finished(10)
+        return ex
+
+    yield make
+    for ex in started:
+        ex.stop()

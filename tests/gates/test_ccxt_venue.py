@@ -15,30 +15,12 @@ from spark_research.gates.ccxt_venue import CcxtVenue, CcxtVenueConfig
 from spark_research.gates.errors import ExchangeRejectedError, OrderRejectedError, VenueUnavailableError
 from spark_research.gates.model import Order
 from spark_research.gates.venue import ExecutionVenue, GuardedVenue
-from spark_research.streams.orders import OrderConfig
 from spark_research.streams.replay import Faults, ReplayExchange
 from tests.gates.conftest import NS, T0
 
 PLAIN = dict(latency_ms=0, latency_jitter_ms=0, slippage_bps=0, slippage_std_bps=0, partial_fill_prob=0)
 #: what a spot-only Binance account needs from ccxt: no futures, margin or wallet endpoints on load_markets
 SPOT_ONLY = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}
-
-
-@pytest.fixture
-def exchange():
-    """``exchange(faults=..., **order_config)``: a started replay exchange whose short tape is fully
-    published, so orders execute around a price that stays put."""
-    started: list[ReplayExchange] = []
-
-    def make(faults: Faults | None = None, **cfg) -> ReplayExchange:
-        ex = ReplayExchange(n=300, rate=50_000, faults=faults, orders=OrderConfig(**cfg)).start()
-        started.append(ex)
-        assert ex.wait_finished(10)
-        return ex
-
-    yield make
-    for ex in started:
-        ex.stop()
 
 
 @pytest.fixture

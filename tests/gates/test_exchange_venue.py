@@ -17,28 +17,10 @@ from spark_research.gates.gate import GateBook, GateThresholds
 from spark_research.gates.model import Order
 from spark_research.gates.session import PaperLiveSession, stream_bar_callback
 from spark_research.gates.venue import ExchangeConfig, ExchangeVenue, ExecutionVenue, GuardedVenue
-from spark_research.streams.orders import OrderConfig
 from spark_research.streams.replay import Faults, ReplayExchange
 from tests.gates.conftest import NS, T0, QuickSma
 
 PLAIN = dict(latency_ms=0, latency_jitter_ms=0, slippage_bps=0, slippage_std_bps=0, partial_fill_prob=0)
-
-
-@pytest.fixture
-def exchange():
-    """``exchange(faults=..., **order_config)``: a started replay exchange whose short tape is fully
-    published, so orders execute around a price that stays put."""
-    started: list[ReplayExchange] = []
-
-    def make(faults: Faults | None = None, **cfg) -> ReplayExchange:
-        ex = ReplayExchange(n=300, rate=50_000, faults=faults, orders=OrderConfig(**cfg)).start()
-        started.append(ex)
-        assert ex.wait_finished(10)
-        return ex
-
-    yield make
-    for ex in started:
-        ex.stop()
 
 
 @pytest.fixture
