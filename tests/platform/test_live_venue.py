@@ -11,6 +11,7 @@ from spark_research.gates.demo import DEMO_VENUES, LIVE_THRESHOLDS
 from spark_research.gates.gate import GateBook
 from spark_research.gates.model import Order
 from spark_research.gates.venue import ExchangeVenue
+from spark_research.risk.venue import RiskGuardedVenue
 from spark_research.gates.service import live_session
 from spark_research.gates.session import stream_bar_callback
 from spark_research.platform.components import DEMO_ORDERS
@@ -35,7 +36,8 @@ def test_live_session_sends_its_orders_to_the_pipelines_exchange(tmp_path, monke
     try:
         session = live_session(GateBook(MemoryAudit()), pipeline, "BTCUSDT")
         pipeline.on_bar(stream_bar_callback(session, interval="1s", background=True))
-        venue = session.venue
+        assert isinstance(session.venue, RiskGuardedVenue)  # the desk's limits stand before the exchange
+        venue = session.venue.venue
         assert isinstance(venue, ExchangeVenue) and venue.base_url == pipeline.exchange.rest_url
         assert pipeline.exchange.status()["orders"]["config"]["slippage_bps"] == orders.slippage_bps
         fills = venue.submit(Order("probe-1", "sma_cross", "BTCUSDT", time.time_ns(), "buy", 0.01, 30_000.0))
