@@ -22,6 +22,11 @@ summary with the totals and the best/worst trades, and every trade in ``trades.c
 attached: a table of 50,000 rows is a thousand pages nobody reads, while the attachment
 opens in a spreadsheet and its totals match the summary's.
 
+A model strategy's report (``{"strategy": "model:ID"}``) adds a "Model" section: the card from the
+registry (id, kind, features and their code hashes, training window, CV scores) and, computed in
+step 2 on the report's bars (:func:`write_model_section`: a seeded sample, bounded), the
+permutation importance (MDA) and SHAP summary charts. Other strategies' reports have no such section.
+
 Example::
 
     >>> import tempfile, pathlib
@@ -57,6 +62,9 @@ REPORTS_DIR = Path(os.environ.get("SPARK_REPORTS", PROJECT_ROOT / "notebooks" / 
 #: Report kind -> (notebook under ``notebooks/reports``, source of its records).
 REPORTS: dict[str, tuple[str, str]] = {"backtest": ("backtest_report.ipynb", "backtest_trades")}
 ATTACHMENT_NAME = "trades.csv"
+#: A model strategy's report explains the model on a seeded sample of its bars' labelled rows (MDA on
+#: this many, SHAP on the second number of them): seconds, whatever the bars.
+MODEL_SAMPLE_ROWS, MODEL_SHAP_ROWS, MODEL_SEED = 2_000, 400, 0
 #: ``renderer`` of a report: chromium with the LaTeX fallback, or one route only.
 RENDERERS = ("auto", "chromium", "latex")
 
@@ -121,7 +129,43 @@ def prepare_backtest_artifacts(params: Mapping[str, Any], directory: str | Path,
     meta = {"strategy": res.strategy, "params": res.params, "symbols": res.symbols, "bars": src.context["bars"],
             "stats": res.stats, "request": {k: (v if k != "strategy" or isinstance(v, str) else identify(v).ref)
                                             for k, v in params.items()}}
+    if cancel is not None and cancel.is_set():
+        raise ExportCancelledError("report cancelled")
+    model = _model_of(params.get("strategy", "sma_cross"))
+    if model is not None:  # a model strategy: its card and why it predicts what it does, on these bars
+        meta["model"] = write_model_section(directory, model, src.context["frame"])
     return write_backtest_artifacts(directory, meta, res.equity, res.drawdown, table, ATTACHMENT_NAME)
+
+
+def _model_of(strategy: Any) -> Any:
+    """The model (``LoadedModel``) behind ``strategy`` if it is a model strategy, else None."""
+    from spark_research.backtest import get_strategy
+    from spark_research.models.strategy import ModelStrategy
+
+    cls = get_strategy(strategy)
+    if isinstance(cls, type) and issubclass(cls, ModelStrategy) and cls.model_id:
+        return cls.model()
+    return None
+
+
+def write_model_section(directory: str | Path, model: Any, bars: Any, *, max_rows: int = MODEL_SAMPLE_ROWS,
+                        shap_rows: int = MODEL_SHAP_ROWS, seed: int = MODEL_SEED) -> dict[str, Any]:
+    """Write what the report's "Model" section shows for ``model`` (a ``LoadedModel``) to ``directory``: its
+    card and :func:`~spark_research.models.explain.explain_model` on ``bars`` (``max_rows`` labelled rows
+    sampled with ``seed``, SHAP on ``shap_rows`` of them). Bars too few to label give the card and the reason.
+    Returns the summary kept in the report's meta (``ReportResult.meta["model"]``).
+    """
+    from spark_research.export.report_data import write_model_artifacts
+    from spark_research.models.errors import ModelError
+    from spark_research.models.explain import explain_model
+
+    sampling = {"max_rows": max_rows, "shap_rows": shap_rows, "seed": seed}
+    try:
+        explanation = explain_model(model, bars, max_rows=max_rows, shap_rows=shap_rows, seed=seed)
+    except ModelError as exc:
+        return write_model_artifacts(Path(directory), model.card.to_dict(), None, sampling=sampling,
+                                     error=f"no explanation on these bars: {exc}")
+    return write_model_artifacts(Path(directory), model.card.to_dict(), explanation, sampling=sampling)
 
 
 def render_report(kind: str, params: Mapping[str, Any] | None, out: str | os.PathLike[str], *,

@@ -6,6 +6,11 @@ tables (:class:`Table`: HTML for chromium, LaTeX for xelatex) and matplotlib cha
 PNGs: no browser, JavaScript or CDN needed).
 This module imports neither vectorbt nor Panel, so the report kernel starts fast.
 
+A backtest of a model strategy (``model:ID``) also has model artifacts (:func:`write_model_artifacts`):
+the model's card from the registry and its explanation on the report's bars
+(:func:`spark_research.models.explain.explain_model`), loaded as :class:`ModelArtifacts` into
+``BacktestArtifacts.model`` (None for any other strategy) for the report's "Model" section.
+
 Example::
 
     >>> import pandas as pd
@@ -18,12 +23,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+#: Files of a model strategy's artifacts (besides ``meta.json``): card and explanation meta, MDA, SHAP, their inputs.
+MODEL_FILES = {"meta": "model.json", "importance": "model_importance.parquet", "shap": "model_shap.parquet",
+               "X": "model_shap_X.parquet"}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -36,6 +45,20 @@ class BacktestArtifacts:
     drawdown: pd.Series
     trades: pd.DataFrame
     trades_csv: str
+    #: a model strategy's card and explanation (None for any other strategy)
+    model: "ModelArtifacts | None" = None
+
+
+@dataclass
+class ModelArtifacts:
+    """What the report's "Model" section shows: the registry's card (without its drift reference),
+    the explanation on the report's bars (a :class:`~spark_research.models.explain.ModelExplanation`;
+    None if it could not be computed, ``error`` says why) and how it was sampled (``sampling``)."""
+
+    card: dict
+    explanation: Any = None
+    sampling: dict | None = None
+    error: str | None = None
 
 
 def _latex_number(value: float) -> str:
@@ -88,12 +111,108 @@ def write_backtest_artifacts(directory: Path, meta: dict, equity: pd.Series, dra
 
 
 def load_backtest_artifacts(directory: str | Path) -> BacktestArtifacts:
-    """Load a backtest's artifacts written by the report pipeline."""
+    """Load a backtest's artifacts written by the report pipeline (with the model's, if it has them)."""
     d = Path(directory)
     meta = json.loads((d / "meta.json").read_text())
     eq = pq.read_table(d / "equity.parquet").to_pandas().set_index("timestamp")
     trades = pq.read_table(d / "trades.parquet").to_pandas()
-    return BacktestArtifacts(meta, eq["equity"], eq["drawdown"], trades, meta["trades_csv"])
+    model = load_model_artifacts(d) if (d / MODEL_FILES["meta"]).exists() else None
+    return BacktestArtifacts(meta, eq["equity"], eq["drawdown"], trades, meta["trades_csv"], model)
+
+
+def write_model_artifacts(directory: Path, card: dict, explanation: Any = None, *, sampling: dict | None = None,
+                          error: str | None = None) -> dict:
+    """Write a model strategy's card (``card``: ``ModelCard.to_dict()``) and ``explanation`` (a
+    ``ModelExplanation``, or None with ``error``) next to the backtest's artifacts; return the summary
+    that goes into the report's meta (id, estimator, top features by MDA).
+    """
+    card = {k: v for k, v in card.items() if k != "drift"}  # bins of the training distributions: not for the page
+    info: dict[str, Any] = {"card": card, "sampling": sampling, "error": error}
+    summary: dict[str, Any] = {"model_id": card["model_id"], "estimator": card["estimator"],
+                               "features": card["features"], "error": error}
+    if explanation is not None:
+        explanation.importance.to_parquet(directory / MODEL_FILES["importance"])
+        explanation.shap.to_parquet(directory / MODEL_FILES["shap"])
+        explanation.X.to_parquet(directory / MODEL_FILES["X"])
+        info["explanation"] = {k: getattr(explanation, k) for k in
+                               ("n_samples", "n_available", "in_training_window", "seed", "scoring")}
+        summary["importance"] = explanation.importance["importance"].round(6).to_dict()
+        summary["ranked"] = explanation.ranked()
+    (directory / MODEL_FILES["meta"]).write_text(json.dumps(info, default=str, indent=1))
+    return summary
+
+
+def load_model_artifacts(directory: str | Path) -> ModelArtifacts:
+    """The :class:`ModelArtifacts` written by :func:`write_model_artifacts`."""
+    d = Path(directory)
+    info = json.loads((d / MODEL_FILES["meta"]).read_text())
+    explanation = None
+    if "explanation" in info:
+        from spark_research.models.explain import ModelExplanation
+
+        explanation = ModelExplanation(importance=pd.read_parquet(d / MODEL_FILES["importance"]),
+                                       shap=pd.read_parquet(d / MODEL_FILES["shap"]),
+                                       X=pd.read_parquet(d / MODEL_FILES["X"]), **info["explanation"])
+    return ModelArtifacts(info["card"], explanation, info.get("sampling"), info.get("error"))
+
+
+def model_overview(card: dict) -> pd.DataFrame:
+    """What the model is: id, kind (estimator and label), symbols, training window and samples, registry run.
+
+    Example::
+
+        >>> card = {"model_id": "3b07a574b7df", "name": "BTCUSDT-lightgbm", "estimator": "lightgbm",
+        ...         "spec": {"label": "fixed", "horizon": 5}, "symbols": ["BTCUSDT"], "lookback": 15,
+        ...         "train_start": "2024-01-01T00:14:00+00:00", "train_end": "2024-01-02T09:19:00+00:00",
+        ...         "n_samples": 1981, "run_id": "736e", "version": 1}
+        >>> model_overview(card).loc["kind", "value"]
+        'lightgbm, fixed label over 5 bars'
+    """
+    spec = card.get("spec", {})
+    kind = f"{card['estimator']}, {spec.get('label', '?')} label over {spec.get('horizon', '?')} bars"
+    rows = {"model id": card["model_id"], "name": card.get("name", ""), "kind": kind,
+            "symbols": ", ".join(card.get("symbols", [])),
+            "training window": f"{_day_time(card.get('train_start'))} to {_day_time(card.get('train_end'))} UTC",
+            "training samples": f"{int(card.get('n_samples', 0)):,}",
+            "feature warm-up": f"{card.get('lookback', '?')} bars",
+            "registry": f"run {card.get('run_id', '')}, version {card.get('version', '')}"}
+    return pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name="model"))
+
+
+def _day_time(iso: str | None) -> str:
+    return pd.Timestamp(iso).strftime("%Y-%m-%d %H:%M") if iso else "?"
+
+
+def model_features_table(card: dict) -> pd.DataFrame:
+    """One row per feature of the model: its code hash (what the store keys its values by) and columns."""
+    columns = card.get("columns", [])
+    rows = []
+    for name in card["features"]:
+        cols = [c for c in columns if c == name or c.startswith(f"{name}_")] or [name]
+        rows.append({"feature": name, "code hash": card["feature_hashes"].get(name, ""), "columns": ", ".join(cols)})
+    return pd.DataFrame(rows).set_index("feature")
+
+
+def cv_scores_table(cv_scores: dict) -> pd.DataFrame:
+    """The purged cross-validation scores of the training run: mean and std over folds per metric.
+
+    Example::
+
+        >>> cv_scores_table({"accuracy": 0.52, "accuracy_std": 0.01, "folds": 3}).to_dict("index")
+        {'accuracy': {'mean': 0.52, 'std': 0.01, 'folds': 3}}
+    """
+    folds = int(cv_scores.get("folds", 0))
+    rows = {k: {"mean": float(v), "std": float(cv_scores.get(f"{k}_std", np.nan)), "folds": folds}
+            for k, v in sorted(cv_scores.items()) if k != "folds" and not k.endswith("_std")}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+
+
+def importance_table(explanation: Any) -> pd.DataFrame:
+    """Features ranked by permutation importance (MDA) with its std and the mean |SHAP value|."""
+    imp = explanation.importance
+    table = imp.assign(mean_abs_shap=explanation.mean_abs_shap().reindex(imp.index))
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
 
 
 def stats_table(stats: dict) -> pd.DataFrame:

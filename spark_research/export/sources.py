@@ -350,18 +350,25 @@ def synthetic_trades_source(rows: int, seed: int, fail_after: int | None) -> Sou
 ), "round trips of a backtest on stored or seeded synthetic bars")
 def backtest_trades_source(strategy: Any, symbol: str, params: dict | None, start: str | None, end: str | None,
                            fees: float, slippage: float, direction: str, synthetic_bars: int | None, seed: int) -> Source:
-    """Run a backtest and export its trades; ``context["result"]`` keeps the result for reports."""
+    """Run a backtest and export its trades; ``context["result"]`` keeps the result for reports
+    (``context["frame"]``: the bars it ran on)."""
     from spark_research.backtest import ParameterError, get_strategy, run_backtest
     from spark_research.data import default_store, generate_bars
 
     if direction not in ("longonly", "shortonly", "both"):
         raise ExportParamError("parameters.direction", direction, "must be longonly, shortonly or both")
-    from spark_research.backtest.registry import strategy_names
+    from spark_research.backtest.registry import SCHEMES, strategy_names
 
-    if isinstance(strategy, str) and ":" in strategy and strategy not in strategy_names():
-        # an export request must not make the server import an arbitrary module or file
+    if isinstance(strategy, str) and ":" in strategy and strategy.partition(":")[0] not in SCHEMES \
+            and strategy not in strategy_names():
+        # an export request must not make the server import an arbitrary module or file ("model:ID"
+        # names a registered model: the registry is read, nothing is imported)
         raise ExportParamError("parameters.strategy", strategy, "exports take a strategy by a name the platform "
                                "lists (`spark strategies list`); put your strategy files on SPARK_STRATEGY_PATH")
+    if isinstance(strategy, str) and strategy.partition(":")[0] in SCHEMES \
+            and not _SAFE_ID.fullmatch(strategy.partition(":")[2]):
+        raise ExportParamError("parameters.strategy", strategy, "expected <scheme>:<id>, the id of letters, digits, "
+                               "'_', '-' and '.' (e.g. model:3b07a574b7df, `spark model list`)")
     try:
         get_strategy(strategy)
     except (KeyError, ValueError) as exc:
@@ -378,7 +385,7 @@ def backtest_trades_source(strategy: Any, symbol: str, params: dict | None, star
     except ParameterError as exc:
         raise ExportParamError("parameters.params", params, str(exc)) from exc
     # The result rides along for reports; its stats are computed only if a report asks for them.
-    return from_table("backtest_trades", res.trades, context={"result": res, "bars": len(bars)})
+    return from_table("backtest_trades", res.trades, context={"result": res, "bars": len(bars), "frame": bars})
 
 
 # ------------------------------------------------------------------------- other capabilities' files

@@ -35,6 +35,7 @@ _EXPORTS = {
     "shap_values": "explain",
     "plot_importance": "explain",
     "plot_shap_summary": "explain",
+    "explain_model": "explain",
     "DriftReference": "drift",
     "psi": "drift",
     "ks_statistic": "drift",
