@@ -187,20 +187,26 @@ def serve_metrics(port: int, addr: str = "127.0.0.1") -> tuple[WSGIServer, threa
 
 #: Other processes whose metrics this process's ``/metrics`` relays: (their /metrics URL, families they own).
 _RELAYS: dict[str, tuple[str, ...]] = {}
+#: Families both this process and a relayed one write (their /metrics URL, family prefixes): merged series by series.
+_SHARED: dict[str, tuple[str, ...]] = {}
 
 
-def relay(url: str, prefixes: tuple[str, ...]) -> None:
+def relay(url: str, prefixes: tuple[str, ...], shared: tuple[str, ...] = ()) -> None:
     """Serve the metric families named by ``prefixes`` from the process at ``url`` in this process's ``/metrics``.
 
     ``spark serve`` runs the ingest in a process of its own; Prometheus scrapes one target,
     the web server, whose ``/metrics`` carries the ingest's families from the ingest (and
     not this process's idle copies of them), so every series reaches Prometheus exactly once.
+    ``shared``: families both processes write (different series, e.g. one ``model`` label each):
+    one block each, this process's series plus the other's, the other's winning a series both have.
     """
     _RELAYS[url] = tuple(prefixes)
+    _SHARED[url] = tuple(shared)
 
 
 def clear_relays() -> None:
     _RELAYS.clear()
+    _SHARED.clear()
 
 
 def families(text: str) -> list[tuple[str, str]]:
@@ -214,15 +220,39 @@ def families(text: str) -> list[tuple[str, str]]:
     return [(name, "".join(lines)) for name, lines in out]
 
 
+def _series_key(line: str) -> str:
+    return line.rstrip("\n").rsplit(" ", 1)[0]  # name{labels}: the value is the last field
+
+
+def _with_samples(block: str, others: list[str]) -> str:
+    """``block`` (HELP, TYPE, samples) with the sample lines of the blocks ``others`` of the same family added;
+    a series in both is taken from ``others``."""
+    lines = block.splitlines(keepends=True)
+    extra = [line if line.endswith("\n") else line + "\n"
+             for other in others for line in other.splitlines(keepends=True) if not line.startswith("#")]
+    keys = {_series_key(line) for line in extra}
+    kept = [line for line in lines if line.startswith("#") or _series_key(line) not in keys]
+    return "".join(kept + extra)
+
+
 def merge(own: str, relayed: dict[str, str | None]) -> str:
-    """This process's exposition without the relayed families, plus those families from their owners."""
+    """This process's exposition without the relayed families, plus those families from their owners
+    (and the series of shared families merged into one block each)."""
     owned = tuple(p for url in relayed for p in _RELAYS.get(url, ()))
-    parts = [block for name, block in families(own) if not (owned and name.startswith(owned))]
+    parts = [(name, block) for name, block in families(own) if not (owned and name.startswith(owned))]
+    relayed_parts: list[str] = []
+    shared: dict[str, list[str]] = {}
     for url, text in relayed.items():
         if text is None:
             continue  # the owner is restarting: its series are absent from this scrape, never stale copies
-        parts += [block for name, block in families(text) if name.startswith(_RELAYS[url])]
-    return "".join(parts)
+        for name, block in families(text):
+            if name.startswith(_RELAYS[url]):
+                relayed_parts.append(block)
+            elif _SHARED.get(url) and name.startswith(_SHARED[url]):
+                shared.setdefault(name, []).append(block)
+    merged = [(_with_samples(block, shared.pop(name)) if name in shared else block) for name, block in parts]
+    merged += [_with_samples(blocks[0], blocks[1:]) for blocks in shared.values()]  # families this process lacks
+    return "".join(merged + relayed_parts)
 
 
 def tornado_handler():

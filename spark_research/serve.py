@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--faults", default=None,
                    help="replay fault knobs, e.g. 'skip_every=400' ('' for a clean stream; env SPARK_STREAM_FAULTS; "
                         "default: a gap, a duplicate and a malformed frame now and then)")
+    p.add_argument("--venue", action="append", default=None, metavar="VENUE:SYM[,SYM]",
+                   help="a venue of the multi-venue ingest beside the demo stream, e.g. kraken:BTC/USD (repeatable; "
+                        "coinbase, kraken, okx, bybit; env SPARK_STREAM_VENUES, ';'-separated, '' for none; default "
+                        "Coinbase, Kraken, OKX and Bybit BTC, and ETH on Coinbase and OKX)")
     p.add_argument("--strategy", default="sma_cross",
                    help="strategy of the live paper session: a name, package.module:Class or path/file.py:Class")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of --strategy (repeatable)")
@@ -107,9 +111,18 @@ def _serve(args: argparse.Namespace) -> int:
     from spark_research.platform.main import run
 
     from spark_research.backtest.cli import _parse_params
+    from spark_research.streams.served_venues import venue_specs
+
+    venues = tuple(args.venue) if args.venue else None
+    try:  # a bad venue spec fails here, before anything starts
+        venue_specs(";".join(venues) if venues else os.environ.get("SPARK_STREAM_VENUES"))
+    except ValueError as exc:
+        print(f"spark serve: {'--venue' if args.venue else 'SPARK_STREAM_VENUES'}: {exc}", file=sys.stderr)
+        return 2
 
     cfg = ServeConfig(host=host, port=port, prometheus=args.prometheus, prometheus_port=args.prometheus_port,
-                      n_workers=args.workers, rate=args.rate, faults=args.faults, exercise=not args.no_exercise,
+                      n_workers=args.workers, rate=args.rate, faults=args.faults, venues=venues,
+                      exercise=not args.no_exercise,
                       strategy=args.strategy, strategy_params=_parse_params(args.param) if args.param else None)
     if args.strategy != "sma_cross" or args.param:
         cfg.check_strategy()  # the shipped default needs no check (and no vectorbt import before the server is up)

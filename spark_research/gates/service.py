@@ -18,8 +18,14 @@ none written twice), the engine's cash, position and order numbers from those fi
 bars it had already traded on (``<var>/run/gates-progress.json``) only warm the strategy up,
 so no order is sent twice (a replayed order keeps its client order id; the venue finds it).
 
-Its face on ``127.0.0.1:<port>``: ``GET /health`` (pid, gates, bars, fills) and ``GET /metrics``
-(the gate families, relayed by the web server's ``/metrics``: :data:`OWNED_METRICS`).
+A model strategy (``--strategy model:ID``) trades its model's predictions, computed on each live
+bar with the features' live path; a :class:`~spark_research.models.monitor.ModelMonitor` of the
+same model watches those bars too (``model_predictions_total``, ``model_inference_latency_ms``,
+feature and prediction drift).
+
+Its face on ``127.0.0.1:<port>``: ``GET /health`` (pid, strategy, gates, bars, fills, the model's
+predictions) and ``GET /metrics`` (the gate families, relayed by the web server's ``/metrics``:
+:data:`OWNED_METRICS`; the model families, which the web server writes too: :data:`SHARED_METRICS`).
 
 Example::
 
@@ -48,6 +54,9 @@ log = logging.getLogger(__name__)
 
 #: Families of metrics this process owns (the web server relays exactly these).
 OWNED_METRICS = ("gate_", "drift_", "paper_live_", "risk_", "portfolio_")
+#: Families this process and the web server both write (its model monitor app and start-up exercise
+#: watch models too): the web server adds this process's series (the live model's) to its own.
+SHARED_METRICS = ("model_", "feature_drift_")
 #: How often the book adopts decisions other processes wrote to the audit log (seconds).
 SYNC_S = 0.2
 
@@ -86,6 +95,16 @@ def live_session(book, stream, symbol: str, strategy: Any = "sma_cross", params:
     return PaperLiveSession.create(strategy, symbol, book, venue, params=params, thresholds=LIVE_THRESHOLDS)
 
 
+def model_monitor(strategy_cls: Any) -> Any:
+    """A :class:`~spark_research.models.monitor.ModelMonitor` of the model behind a model strategy class
+    (``model:ID``), or None for any other strategy."""
+    if not getattr(strategy_cls, "model_id", ""):
+        return None
+    from spark_research.models.monitor import ModelMonitor
+
+    return ModelMonitor(strategy_cls.model())
+
+
 class GatesService:
     """The demo desk and the live gated session of one process (see the module docstring)."""
 
@@ -97,6 +116,7 @@ class GatesService:
         self.progress_file = self.var_dir / "run" / "gates-progress.json"
         self.t0 = time.monotonic()
         self.book = self.session = self.stream = self.risk = None
+        self.monitor = None  #: the live model's ModelMonitor when the strategy is a model strategy
         self.bars = 0
         self._stop = threading.Event()
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
@@ -139,6 +159,10 @@ class GatesService:
         # keeps today's realised loss and the trading states (spark risk status|halt|resume act on them)
         self.risk = RiskEngine.from_config(root=self.var_dir / "risk")
         self.session = live_session(self.book, self.stream, self.symbol, self.strategy, self.params, risk=self.risk)
+        self.monitor = model_monitor(self.session.engine.strategy_cls)
+        if self.monitor is not None:
+            self._model_health = {"model_id": self.monitor.model_id, "bars": 0, "predictions": 0,
+                                  "latency_p95_ms": None, "drifted": False}
         from spark_research.risk.engine import CHECKS
 
         for check in CHECKS:  # zero-valued series: the first denial of a kind is not missed by increase()
@@ -168,6 +192,7 @@ class GatesService:
                 if self.session.engine.bars_seen and ts <= self.session.engine._ts[-1]:
                     continue  # the channel repeats kept bars after a reconnect
                 self.risk.on_bar(self.symbol, float(row["close"]), ts)  # marks the book, VaR, the day's loss
+                self._watch_model(row)
                 self.risk.follow_gates(self.book)  # a CLOSED gate: its strategy at least REDUCING
                 if ts <= self.resume_after_ns:
                     self.session.engine.warm(row)  # traded on before the restart: history only
@@ -179,6 +204,19 @@ class GatesService:
             except Exception:  # one bad bar must not stop the session
                 log.exception("live session: bar %s failed", row.get("timestamp"))
 
+    def _watch_model(self, row: dict[str, Any]) -> None:
+        if self.monitor is None:
+            return
+        m = self.monitor
+        try:
+            m.update(row)
+            # read here, on the bars' thread: /health must not iterate the monitor's windows as they move
+            self._model_health = {"model_id": m.model_id, "bars": m.bars, "predictions": m.predictions,
+                                  "latency_p95_ms": m.latency_quantile(0.95) if m.predictions else None,
+                                  "drifted": m.drifted}
+        except Exception:  # watching the model must not stop it trading
+            log.exception("model monitor: bar %s failed", row.get("timestamp"))
+
     def _sync_loop(self) -> None:
         while not self._stop.wait(SYNC_S):
             try:
@@ -189,11 +227,16 @@ class GatesService:
     # ------------------------------------------------------------------ face
     def health(self) -> dict[str, Any]:
         s = self.session
-        return {"pid": os.getpid(), "uptime_s": round(time.monotonic() - self.t0, 1),
-                "gates": {g.name: g.state.name for g in self.book} if self.book is not None else {},
-                "live_gate": s.gate.name if s is not None else None, "bars": self.bars,
-                "paper_fills": len(s.paper_fills) if s else 0, "live_fills": len(s.live_fills) if s else 0,
-                "resumed_after_ns": getattr(self, "resume_after_ns", 0)}
+        out = {"pid": os.getpid(), "uptime_s": round(time.monotonic() - self.t0, 1),
+               "strategy": s.engine.label if s is not None else self.strategy,
+               "gates": {g.name: g.state.name for g in self.book} if self.book is not None else {},
+               "live_gate": s.gate.name if s is not None else None, "bars": self.bars,
+               "orders_placed": s.engine.orders_placed if s else 0,
+               "paper_fills": len(s.paper_fills) if s else 0, "live_fills": len(s.live_fills) if s else 0,
+               "resumed_after_ns": getattr(self, "resume_after_ns", 0)}
+        if self.monitor is not None:
+            out["model"] = dict(self._model_health)
+        return out
 
     def stop(self) -> None:
         self._stop.set()

@@ -70,6 +70,9 @@ class ServeConfig:
     #: fault knobs of the replay exchange (``Faults.parse`` form; None: ``SPARK_STREAM_FAULTS`` or
     #: :data:`DEMO_FAULTS`, which show gaps being detected and resynced)
     faults: str | None = None
+    #: ``venue:SYM1,SYM2`` specs of the multi-venue ingest beside the demo stream (None:
+    #: ``SPARK_STREAM_VENUES``, ``;``-separated, ``""`` for none; else ``served_venues.DEFAULT_VENUES``)
+    venues: tuple[str, ...] | None = None
     archive_every_s: float = 5.0
     #: bars of the seeded gate demo desk (``SPARK_GATE_DEMO_BARS`` wins): 60 close the drifting
     #: venue's gate and leave it in probation, in a quarter of the 240-bar default's time
@@ -263,6 +266,10 @@ class Platform:
                                          "runs": ["web server and apps", "dask client"]}}
         if self.ingest is not None:
             procs["ingest"] = {**self.ingest.info(), "runs": ["replay exchange", "ingest", "bar channel"]}
+            venues = getattr(self.pipeline, "venues", None) or {}
+            if venues:
+                procs["ingest"]["runs"].append(f"multi-venue ingest ({', '.join(venues)})")
+                procs["ingest"]["venues"] = venues
         if self.export_worker is not None:
             procs["exports"] = {**self.export_worker.info(), "runs": ["export workers"]}
         if self.gates_proc is not None:
@@ -365,7 +372,14 @@ class Platform:
 
         from spark_research.platform.supervisor import Supervised
         from spark_research.streams.remote import RemoteStream
+        from spark_research.streams.served_venues import DEFAULT_VENUES, venue_specs
         from spark_research.views.streams import use_pipeline
+
+        # the multi-venue ingest: same precedence (--venue, then SPARK_STREAM_VENUES, then the demo's)
+        if self.config.venues is not None:
+            os.environ["SPARK_STREAM_VENUES"] = ";".join(self.config.venues)
+        os.environ.setdefault("SPARK_STREAM_VENUES", ";".join(DEFAULT_VENUES))
+        venues = venue_specs(os.environ["SPARK_STREAM_VENUES"])
 
         var = self.config.var_dir
         # Ports fixed for the life of spark serve: a restarted ingest answers on the same URLs
@@ -376,7 +390,7 @@ class Platform:
                 "--faults", os.environ.get("SPARK_STREAM_FAULTS", ""), "--orders", os.environ["SPARK_STREAM_ORDERS"],
                 "--tape", os.environ.get("SPARK_STREAM_TAPE", "500000"), "--root", str(var / "ingest"),
                 "--port", str(port), "--exchange-port", str(exchange_port),
-                "--state-file", str(var / "run" / "ingest.json")]
+                "--state-file", str(var / "run" / "ingest.json"), *(a for v in venues for a in ("--venue", v))]
         (var / "log").mkdir(parents=True, exist_ok=True)
         self.ingest = Supervised("ingest", argv, state_file=var / "run" / "ingest.json",
                                  log_file=var / "log" / "ingest.log").start()
@@ -385,7 +399,8 @@ class Platform:
         use_pipeline(self.pipeline)  # the stream monitor app watches the ingest process
         self._spawn("archive", self._start_archive)
         return {"ws_url": self.pipeline.exchange.ws_url, "rest_url": self.pipeline.exchange.rest_url,
-                "orders": os.environ["SPARK_STREAM_ORDERS"], "ingest_url": self.pipeline.base_url}
+                "orders": os.environ["SPARK_STREAM_ORDERS"], "ingest_url": self.pipeline.base_url,
+                "venues": self.pipeline.venues}
 
     def _stop_streams(self) -> None:
         if self.pipeline is not None:
@@ -437,6 +452,7 @@ class Platform:
         import sys
 
         from spark_research.gates.service import OWNED_METRICS as OWNED_BY_GATES
+        from spark_research.gates.service import SHARED_METRICS as SHARED_WITH_GATES
         from spark_research.platform.supervisor import Supervised
         from spark_research.views.gates import shared_desk
 
@@ -456,12 +472,13 @@ class Platform:
                 "--port", str(port), "--state-file", str(var / "run" / "gates.json")]
         self.gates_proc = Supervised("gates", argv, state_file=var / "run" / "gates.json",
                                      env={"SPARK_VAR": str(var)}, log_file=var / "log" / "gates.log").start()
-        metrics.relay(f"http://127.0.0.1:{port}/metrics", OWNED_BY_GATES)
+        # the live model's series (model:ID) come from the session's process, the model monitor app's from here
+        metrics.relay(f"http://127.0.0.1:{port}/metrics", OWNED_BY_GATES, shared=SHARED_WITH_GATES)
         self.gates_url = f"http://127.0.0.1:{port}"
         self.book, _ = shared_desk()  # the gate control app's book
         self.book.sync()
         return {"gates": len(self.book), "live_session": self.gates_proc.ready_info.get("live_gate"),
-                "gates_url": self.gates_url}
+                "strategy": str(self.config.strategy), "gates_url": self.gates_url}
 
     def _stop_gates(self) -> None:
         if self.gates_proc is not None:

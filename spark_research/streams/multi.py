@@ -173,6 +173,17 @@ class MultiIngest:
         for c in self.clients:
             c.journal.close()
 
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the ingest's loop and return the result (consistent reads from other threads)."""
+        loop = self._loop
+        if self._thread is None or loop is None or threading.current_thread() is self._thread:
+            return fn(*args)
+
+        async def _run():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(_run(), loop).result(10)
+
     def wait_for_ids(self, last_ids: dict[tuple[str, str], int], timeout: float) -> bool:
         """Block until every ``{(venue, symbol): trade id}`` is durable; False on timeout."""
         deadline = time.monotonic() + timeout

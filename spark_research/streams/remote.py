@@ -2,7 +2,8 @@
 
 :class:`RemoteStream` has the parts of :class:`~spark_research.streams.pipeline.StreamPipeline`
 they read: ``snapshot()`` (over HTTP, shared by every browser session for ``cache_s``),
-``exchange.ws_url`` / ``exchange.rest_url``, and ``on_bar(callback)``, fed by the ingest
+``exchange.ws_url`` / ``exchange.rest_url``, ``venues`` (``{venue: [symbols]}`` of its multi-venue
+ingest), and ``on_bar(callback)``, fed by the ingest
 process's bar channel (``GET /bars``, one JSON line per bar) on a thread of its own that
 reconnects with backoff and asks for the bars it missed.
 
@@ -44,6 +45,7 @@ class RemoteStream:
         self.last_bar_us = 0
         info = self.health()
         self.symbol = info["symbol"]
+        self.venues: dict[str, list[str]] = info.get("venues", {})
         self.exchange = SimpleNamespace(ws_url=info["ws_url"], rest_url=info["rest_url"])
 
     def _get(self, path: str) -> dict:
@@ -55,7 +57,8 @@ class RemoteStream:
         return self._get("/health")
 
     def snapshot(self) -> dict:
-        """Ingest status and recent gaps; while the process is away, the last one marked disconnected."""
+        """Ingest status and recent gaps, every venue's row and the consolidated top of book; while the
+        process is away, the last one with every stream marked disconnected."""
         with self._lock:
             if self._snap is not None and time.monotonic() - self._snap[0] < self.cache_s:
                 return self._snap[1]
@@ -67,6 +70,12 @@ class RemoteStream:
                 snap = json.loads(json.dumps(self._snap[1]))
                 snap["time"] = time.time()
                 snap["ingest"]["state"] = {k: "disconnected" for k in snap["ingest"].get("state", {})}
+                for row in snap.get("venues", []):
+                    row["state"] = {k: "disconnected" for k in row.get("state", {})}
+                    row["connected"] = False
+                for c in snap.get("consolidated", []):  # no book is live while nothing answers
+                    c.update(best_bid=None, best_ask=None, crossed=False, spread=None,
+                             venues=[{**v, "stale": True} for v in c.get("venues", [])])
             self._snap = (time.monotonic(), snap)
             return snap
 

@@ -172,12 +172,14 @@ class VenueReplay:
     ``n`` trades per symbol; ``rate`` trade messages per second over all symbols; ``depth_every``
     trades of a symbol between two of its book updates (default: about 10 book updates per
     second per symbol); ``min_clients`` holds the tape until that many connections subscribed
-    to the trades of every symbol.
+    to the trades of every symbol. ``tapes`` (canonical symbol → a tape with
+    :func:`~spark_research.data.synthetic.generate_trades`' columns) replaces a symbol's
+    generated tape, e.g. one continuing after the ids a journal already stored.
     """
 
     def __init__(self, venue: str, symbols: list[str], *, n: int = 2_000, seed: int = 42, rate: float = 1_000.0,
                  faults: Faults | None = None, host: str | None = None, port: int = 0, depth_every: int | None = None,
-                 book_levels: int = 20, min_clients: int = 0):
+                 book_levels: int = 20, min_clients: int = 0, tapes: dict | None = None):
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be in 1..1_000_000 msg/s, got {rate!r}")
         if not symbols:
@@ -192,7 +194,9 @@ class VenueReplay:
         self.markets: list[Market] = []
         for k, s in enumerate(symbols):
             native = proto.native(s)
-            tape = generate_trades(canonical(native), n=n, seed=seed + k, first_seq=1)
+            tape = (tapes or {}).get(canonical(native))
+            if tape is None:
+                tape = generate_trades(canonical(native), n=n, seed=seed + k, first_seq=1)
             self.markets.append(Market(native, tape, seed + k, book_levels, getattr(self.wire, "qty_decimals", 6)))
         if len({m.symbol for m in self.markets}) != len(self.markets):
             raise ValueError(f"symbols: duplicates in {symbols!r}")
@@ -386,13 +390,16 @@ class VenueReplay:
         total = sum(len(m.ids) for m in mks)
         done = 0
         budget = 0.0
-        max_batch = max(1, int(self.rate / 100))
+        max_batch = max(2, int(self.rate / 100))  # 2: a slow tape keeps its rate across 10 ms ticks
         want = {("trade", m.native) for m in mks}
         while self.min_clients and sum(want <= c.subs for c in self._conns) < self.min_clients:
             await asyncio.sleep(0.005)
         last = time.monotonic()
+        # 1 ms ticks at high rates; a slow tape (spark serve's, tens of msg/s) ticks at most every 10 ms,
+        # still two ticks per message, without a thousand idle wake-ups a second
+        tick = max(0.001, min(0.01, 0.5 / self.rate))
         while done < total:
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             if self._paused:
                 last = now
