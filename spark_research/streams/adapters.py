@@ -59,6 +59,43 @@ class Trade(NamedTuple):
         return "sell" if self.buyer_maker else "buy"
 
 
+class TradeBatch(NamedTuple):
+    """Trades of one symbol as columns, in arrival order: the many-trades-per-frame path.
+
+    A venue frame carries tens to hundreds of trades; normalising them column by column and
+    sequencing, aggregating and storing the run as a whole costs a fraction of one
+    :class:`Trade` object per print. ``trades()`` gives the same prints as :class:`Trade` s.
+
+    Example::
+
+        >>> b = TradeBatch.of("BTCUSDT", [Trade("BTCUSDT", 7, 10.0, 1.0, 5, 5, False)])
+        >>> b.ids, b.trades()[0].side
+        ([7], 'buy')
+    """
+
+    symbol: str
+    ids: list[int]
+    prices: list[float]
+    qtys: list[float]
+    times_us: list[int]
+    events_us: list[int]
+    buyer_maker: list[bool]
+
+    @classmethod
+    def of(cls, symbol: str, trades) -> "TradeBatch":
+        """The columns of ``trades`` (Trade-shaped tuples of ``symbol``)."""
+        if not trades:
+            return cls(symbol, [], [], [], [], [], [])
+        _, ids, prices, qtys, times, events, bm = map(list, zip(*trades))
+        return cls(symbol, ids, prices, qtys, times, events, bm)
+
+    def trades(self) -> list[Trade]:
+        """The batch as :class:`Trade` s."""
+        s = self.symbol
+        return [Trade(s, *r) for r in zip(self.ids, self.prices, self.qtys, self.times_us, self.events_us,
+                                          self.buyer_maker)]
+
+
 @dataclass(frozen=True, slots=True)
 class DepthUpdate:
     """One diff-depth event: absolute quantities per price level (qty 0 removes the level)."""

@@ -49,6 +49,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import os
 import random
@@ -56,6 +57,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +68,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from spark_research import metrics
 from spark_research.config import settings
-from spark_research.streams.adapters import ExchangeAdapter, MalformedMessage, Trade, get_adapter
+from spark_research.streams.adapters import ExchangeAdapter, MalformedMessage, Trade, TradeBatch, get_adapter
 from spark_research.streams.bars import Bar, BarAggregator
 from spark_research.streams.book import LocalBook
 from spark_research.streams.journal import IngestJournal
@@ -181,7 +183,11 @@ class IngestClient:
         self.latencies_ms: deque[float] = deque(maxlen=config.latency_window)
         self.gaps_ms: deque[float] = deque(maxlen=config.latency_window)
         self._bar_callbacks: list[Callable[[Bar], None]] = []
+        # the open batch (accepted, not yet committed): trades accepted one by one, or, once a run
+        # of a venue frame joined it, every trade as columns (order kept); ``_batch_n`` counts both
         self._batch: list[Trade] = []
+        self._batch_cols: TradeBatch | None = None
+        self._batch_n = 0
         self._batch_live_us: list[int] = []
         self._batch_started = 0.0
         self._unreported_msgs = 0
@@ -290,10 +296,12 @@ class IngestClient:
 
         A :class:`~spark_research.streams.venues.feed.VenueFeed` carries many symbols on one
         connection: it parses frames itself, passes each symbol's trades to that symbol's client
-        with :meth:`feed_trade`, calls :meth:`housekeep` periodically and :meth:`detach` at the end.
+        with :meth:`feed_batch`, calls :meth:`housekeep` periodically and :meth:`detach` at the end.
         ``thread`` (the feed's thread, if any) lets :meth:`call` reach the loop from other threads.
         """
         self._loop, self._thread, self._stopping = loop, thread, False
+        self._next_status = time.perf_counter() + self.config.status_interval_s
+        self._write_status()  # visible from the start; then every status_interval_s
 
     def detach(self) -> None:
         """End external driving: commit the last batch, write the status, mark the streams disconnected."""
@@ -431,6 +439,16 @@ class IngestClient:
         self._unreported_msgs += 1  # added to ws_msgs_total at each commit: one lock per batch
         self.counters.msgs += 1
 
+    def _note_msgs(self, now: float, n: int) -> None:
+        # n trades received at ``now``: what ``_note_msg`` n times records (the gap since the last
+        # trade, then n - 1 gaps of 0 ms: straight into their bucket, no list of zeros to bucket)
+        self._note_msg(now)
+        if n > 1:
+            self.gaps_ms.extend(repeat(0.0, n - 1))
+            observe_zeros(self._m_gap, n - 1)
+            self._unreported_msgs += n - 1
+            self.counters.msgs += n - 1
+
     def _on_trade_frame(self, raw: bytes | str):
         now = time.perf_counter()
         self._note_msg(now)
@@ -452,6 +470,32 @@ class IngestClient:
         self._note_msg(now)
         self._on_trade(t, now)
 
+    def feed_batch(self, batch: TradeBatch, now: float) -> None:
+        """:meth:`feed_trade` for every trade of ``batch`` (this symbol's trades of one frame), in order.
+
+        The usual case — the batch continues the stored sequence exactly (``last_id + 1`` onwards,
+        no gap, no duplicate, nothing buffered) — is accepted as one run: one extend per column,
+        the bars folded once. Anything else (a gap, a duplicate, a reorder, a reorder buffer
+        waiting) goes trade by trade through the same code as :meth:`feed_trade`.
+        """
+        ids = batch.ids
+        n = len(ids)
+        if not n:
+            return
+        self._note_msgs(now, n)
+        if self.last_id is None:  # fresh store and no from_id: start from this very trade
+            self.last_id = ids[0] - 1
+        first = self.last_id + 1
+        if (not self._pending and ids[0] == first and ids[-1] == first + n - 1
+                and (n < 3 or ids == list(range(first, first + n)))):
+            self._accept_run(batch, now)
+            if self._batch_n >= self.config.max_batch or (
+                    (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms):
+                self._flush()
+            return
+        for t in batch.trades():
+            self._on_trade(t, now)
+
     def _on_trade(self, t: Trade, now: float):
         if self.last_id is None:  # fresh store and no from_id: start from this very trade
             self.last_id = t.id - 1
@@ -472,25 +516,61 @@ class IngestClient:
                 self._pending_since = now
             self._pending[tid] = t
             self._drain(now)
-        if self._batch and (len(self._batch) >= self.config.max_batch
-                            or (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms):
+        if self._batch_n and (self._batch_n >= self.config.max_batch
+                              or (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms):
             self._flush()
         return None
 
+    def _open_batch(self, now: float) -> None:
+        self._batch_started = now
+        if self.group_flush is not None:
+            self.group_flush(self)
+        elif self._loop is not None:  # commit as soon as the socket has nothing more for us
+            self._loop.call_soon(self._flush_when_idle)
+
     def _accept(self, t: Trade, live: bool, now: float) -> None:
-        if not self._batch:
-            self._batch_started = now
-            if self.group_flush is not None:
-                self.group_flush(self)
-            elif self._loop is not None:  # commit as soon as the socket has nothing more for us
-                self._loop.call_soon(self._flush_when_idle)
+        if not self._batch_n:
+            self._open_batch(now)
+        self._batch_n += 1
         self.last_id = t.id
         self.last_price = t.price
         self.last_time_us = t.time_us
-        self._batch.append(t)
+        cols = self._batch_cols
+        if cols is None:
+            self._batch.append(t)
+        else:  # after a run in the same batch
+            cols.ids.append(t.id)
+            cols.prices.append(t.price)
+            cols.qtys.append(t.qty)
+            cols.times_us.append(t.time_us)
+            cols.events_us.append(t.event_us)
+            cols.buyer_maker.append(t.buyer_maker)
         if live:
             self._batch_live_us.append(t.event_us)
         closed = self.bars.add(t)
+        if closed:
+            self._closed_bars.extend(closed)
+
+    def _accept_run(self, run: TradeBatch, now: float) -> None:
+        """``_accept(t, live=True)`` for every trade of ``run``, which continues the sequence exactly."""
+        if not self._batch_n:
+            self._open_batch(now)
+        self._batch_n += len(run.ids)
+        b = self._batch_cols
+        if b is None:  # the batch turns to columns, starting with what was accepted one by one
+            b = self._batch_cols = TradeBatch.of(self.symbol, self._batch)
+            self._batch = []
+        self.last_id = run.ids[-1]
+        self.last_price = run.prices[-1]
+        self.last_time_us = run.times_us[-1]
+        b.ids.extend(run.ids)
+        b.prices.extend(run.prices)
+        b.qtys.extend(run.qtys)
+        b.times_us.extend(run.times_us)
+        b.events_us.extend(run.events_us)
+        b.buyer_maker.extend(run.buyer_maker)
+        self._batch_live_us.extend(run.events_us)
+        closed = self.bars.add_run(run.ids, run.prices, run.qtys, run.times_us)
         if closed:
             self._closed_bars.extend(closed)
 
@@ -571,9 +651,9 @@ class IngestClient:
 
     def _flush_when_idle(self) -> None:
         # Runs at the next event loop turn: the receive loop has drained what the socket had ready.
-        if self._batch and (time.perf_counter() - self._batch_started) * 1000.0 >= self.config.min_flush_ms:
+        if self._batch_n and (time.perf_counter() - self._batch_started) * 1000.0 >= self.config.min_flush_ms:
             self._flush()
-        elif self._batch and self._loop is not None:
+        elif self._batch_n and self._loop is not None:
             self._loop.call_later(self.config.min_flush_ms / 1000.0, self._flush_when_idle)
 
     def _flush(self) -> None:
@@ -592,24 +672,29 @@ class IngestClient:
             else:
                 observe_many(self._m_gap, self._gap_obs)
             self._gap_obs = []
-        if not self._batch:
+        if not self._batch_n:
             return None
-        batch, live, bars = self._batch, self._batch_live_us, self._closed_bars
-        self._batch, self._batch_live_us, self._closed_bars = [], [], []
+        batch = self._batch if self._batch_cols is None else self._batch_cols
+        n, live, bars = self._batch_n, self._batch_live_us, self._closed_bars
+        self._batch, self._batch_cols, self._batch_n = [], None, 0
+        self._batch_live_us, self._closed_bars = [], []
         self.journal.commit(batch, bars)
-        return batch, live, bars
+        return n, live, bars
 
     def _flush_done(self, written) -> None:
         """Phase 2, once the batch is durable: latency, counters, bar callbacks."""
-        batch, live, bars = written
+        n, live, bars = written
         now_us = time.time_ns() / 1000.0
-        lat_ms = [(now_us - e) / 1000.0 for e in live]
+        if len(live) > 64:  # a venue frame's run: one array expression, the same doubles as below
+            lat_ms = ((now_us - np.asarray(live, dtype=np.float64)) / 1000.0).tolist()
+        else:
+            lat_ms = [(now_us - e) / 1000.0 for e in live]
         self.latencies_ms.extend(lat_ms)
         if self.obs_sink is not None:
             self.obs_sink[1].extend(lat_ms)
         else:
             observe_many(self._m_lat, lat_ms)
-        self.counters.trades += len(batch)
+        self.counters.trades += n
         if bars:
             self.counters.bars += len(bars)
             for bar in bars:
@@ -703,8 +788,8 @@ class IngestClient:
 
     def housekeep(self, now: float) -> None:
         """Periodic duties: flush a batch that waited long enough, drain/resync gaps, idle checks, status file."""
-        if (self._batch and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms) or (
-                not self._batch and self._unreported_msgs):
+        if (self._batch_n and (now - self._batch_started) * 1000.0 >= self.config.flush_interval_ms) or (
+                not self._batch_n and self._unreported_msgs):
             self._flush()
         if self._pending and self._resync_task is None:
             self._drain(now)
@@ -752,6 +837,23 @@ def observe_many(hist, values: list[float]) -> None:
     for i in np.flatnonzero(counts):  # `observe` puts v in the first bucket with v <= bound
         buckets[i].inc(int(counts[i]))
     total.inc(float(arr.sum()))
+
+
+def observe_zeros(hist, count: int) -> None:
+    """``hist.observe(0.0)`` ``count`` times: one increment of 0's bucket where the client allows.
+
+    Example (the gaps between the trades of one frame)::
+
+        >>> from spark_research import metrics
+        >>> observe_zeros(metrics.WS_GAP_MS.labels("doc"), 40)
+    """
+    bounds = getattr(hist, "_upper_bounds", None)
+    buckets = getattr(hist, "_buckets", None)
+    if bounds is None or buckets is None:
+        for _ in range(count):
+            hist.observe(0.0)
+        return
+    buckets[bisect.bisect_left(bounds, 0.0)].inc(count)  # as `observe`: the first bucket with 0 <= bound; sum += 0
 
 
 def read_status(root: str | Path | None = None) -> list[dict]:

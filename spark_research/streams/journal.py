@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spark_research.streams.adapters import Trade
+from spark_research.streams.adapters import Trade, TradeBatch
 from spark_research.streams.bars import Bar
 
 _SCHEMA = """
@@ -85,14 +85,18 @@ class IngestJournal:
         finally:
             con.close()
 
-    def commit(self, trades: list[Trade], bars: list[Bar]) -> None:
-        """Persist ``trades`` and ``bars`` atomically; when this returns they are acknowledged."""
+    def commit(self, trades: TradeBatch | list[Trade], bars: list[Bar]) -> None:
+        """Persist ``trades`` (a :class:`TradeBatch` or :class:`Trade` s) and ``bars`` atomically; when this
+        returns they are acknowledged."""
+        if isinstance(trades, TradeBatch):
+            rows = zip(trades.ids, trades.prices, trades.qtys, trades.times_us, trades.events_us, trades.buyer_maker)
+        else:  # Trade is (symbol, id, price, qty, time_us, event_us, buyer_maker): bind t[1:] as is
+            rows = [t[1:] for t in trades]
         con = self.con
         con.execute("BEGIN")
         try:
-            # Trade is (symbol, id, price, qty, time_us, event_us, buyer_maker): bind t[1:] as is
             con.executemany("INSERT INTO trades (id, price, qty, time_us, event_us, buyer_maker) "
-                            "VALUES (?,?,?,?,?,?)", [t[1:] for t in trades])
+                            "VALUES (?,?,?,?,?,?)", rows)
             if bars:
                 con.executemany("INSERT OR REPLACE INTO bars VALUES (?,?,?,?,?,?,?,?,?,?)",
                                 [(b.interval, b.start_us, b.open, b.high, b.low, b.close, b.volume, b.trades,

@@ -125,6 +125,8 @@ def stored_last_ids(root: str | Path, venue: str, symbols: list[str]) -> dict[st
     """``{canonical symbol: last stored trade id or None}`` from ``root/<venue>.sqlite``."""
     import sqlite3
 
+    from spark_research.streams.venues.journal import stored_last_id
+
     path = Path(root) / f"{venue}.sqlite"
     out: dict[str, int | None] = {canonical(s): None for s in symbols}
     if not path.exists():
@@ -132,7 +134,7 @@ def stored_last_ids(root: str | Path, venue: str, symbols: list[str]) -> dict[st
     con = sqlite3.connect(path, timeout=30)  # read-write: it may recover a WAL left by a kill -9
     try:
         for sym in out:
-            out[sym] = con.execute("SELECT max(id) FROM trades WHERE symbol = ?", (sym,)).fetchone()[0]
+            out[sym] = stored_last_id(con, sym)
     except sqlite3.OperationalError:  # created but no table yet
         pass
     finally:

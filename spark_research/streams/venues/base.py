@@ -26,7 +26,8 @@ from __future__ import annotations
 import zlib
 from typing import Awaitable, Callable, NamedTuple
 
-from spark_research.streams.adapters import ExchangeAdapter, MalformedMessage, Trade
+from spark_research.streams.adapters import ExchangeAdapter, MalformedMessage, Trade, TradeBatch
+from spark_research.streams.timeunits import UnitGuard, rfc3339_us
 
 #: ``(price, qty, price as sent, qty as sent)``: checksums are over the venue's own strings.
 Level = tuple[float, float, str, str]
@@ -49,12 +50,18 @@ class BookMsg(NamedTuple):
 
 
 class Frame(NamedTuple):
-    """What one WebSocket frame carried."""
+    """What one WebSocket frame carried.
+
+    Its trades come either one by one (``trades``, a frame of a few) or, for a frame of many
+    (:data:`COLUMNS_FROM` or more), as one :class:`~spark_research.streams.adapters.TradeBatch`
+    per symbol (``batches``; ``trades`` is then empty).
+    """
 
     trades: list[Trade]
     books: list[BookMsg]
     conn_seq: int | None = None  #: a per-connection sequence number (Coinbase ``sequence_num``)
     control: str | None = None  #: ``pong``, ``heartbeat``, ``subscribed``, ``status``, ``instrument``...
+    batches: tuple[TradeBatch, ...] | list[TradeBatch] = ()
 
 
 CONTROL = Frame([], [], None, "control")
@@ -283,3 +290,101 @@ def level(px: str, qty: str, field: str) -> Level:
     if not (0.0 < p < float("inf") and 0.0 <= q < float("inf")):
         raise MalformedMessage("invalid", f"field {field!r} level {px!r}/{qty!r}: price must be > 0, qty >= 0")
     return (p, q, px, qty)
+
+
+# ===================================================================== a frame's trades as columns
+# A frame of a few trades is normalised trade by trade, into Trade tuples. A frame of many is
+# normalised column by column (the checks run over a whole column in C: a type set, min, a
+# sum) — unless a column check cannot vouch for every value, then trade by trade after all:
+# ``positive``/``trade_id``/... are the reference, and raise the exact error of the first bad
+# value. The column path never accepts a frame the reference rejects, and gives the same values.
+_INF = float("inf")
+_FAST_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+#: Frames with at least this many trades go column by column (below, a Trade each is cheaper).
+COLUMNS_FROM = 10
+
+
+def frame_trades(data: list, columns: Callable[[list], list[TradeBatch] | None],
+                 one_by_one: Callable[[list], list[Trade]]) -> tuple[list[Trade], list[TradeBatch]]:
+    """``(trades, batches)`` of a frame's trade items: ``one_by_one(data)``, or ``columns(data)`` for many.
+
+    Example (the bad id of a long frame is reported by the one-by-one reference)::
+
+        >>> slow = lambda data: [Trade("BTCUSD", trade_id(d, "id"), 1.0, 1.0, 0, 0, False) for d in data]
+        >>> frame_trades(["7"], lambda data: None, slow)
+        ([Trade(symbol='BTCUSD', id=7, price=1.0, qty=1.0, time_us=0, event_us=0, buyer_maker=False)], [])
+        >>> frame_trades(["7"] * 11 + ["x"], lambda data: None, slow)
+        Traceback (most recent call last):
+        ...
+        spark_research.streams.adapters.MalformedMessage: invalid: field 'id' = 'x' must be a non-negative integer
+    """
+    if len(data) < COLUMNS_FROM:
+        return one_by_one(data), []
+    try:
+        batches = columns(data)
+    except _FAST_ERRORS:
+        batches = None
+    if batches is None:
+        return one_by_one(data), []
+    return [], batches
+
+
+def by_symbol(natives: list[str], ids: list[int], prices: list[float], qtys: list[float], times_us: list[int],
+              buyer_maker: list[bool]) -> list[TradeBatch]:
+    """Columns of one frame → one :class:`TradeBatch` per canonical symbol (event time = trade time).
+
+    Example: ``by_symbol(["BTC-USD"], [1], [2.0], [3.0], [4], [False])[0].symbol`` → ``'BTCUSD'``.
+    """
+    first = natives[0]
+    if natives.count(first) == len(natives):  # the usual frame: one symbol
+        return [TradeBatch(canonical(first), ids, prices, qtys, times_us, times_us, buyer_maker)]
+    groups: dict[str, list[int]] = {}
+    for i, sym in enumerate(map(canonical, natives)):
+        groups.setdefault(sym, []).append(i)
+    out = []
+    for sym, idx in groups.items():
+        t = [times_us[i] for i in idx]
+        out.append(TradeBatch(sym, [ids[i] for i in idx], [prices[i] for i in idx], [qtys[i] for i in idx], t, t,
+                              [buyer_maker[i] for i in idx]))
+    return out
+
+
+def id_column(values: list) -> list[int] | None:
+    """Trade ids as ints when every one is what :func:`trade_id` accepts (all ints or all digit strings)."""
+    if type(values[0]) is str:
+        return list(map(int, values)) if all(map(str.isdigit, values)) else None  # a non-str raises: one by one
+    if set(map(type, values)) == {int} and min(values) >= 0:
+        return values
+    return None
+
+
+def positive_column(values: list) -> list[float] | None:
+    """``values`` as floats when every one is what :func:`positive` accepts (finite, > 0)."""
+    xs = list(map(float, values))
+    # NaN or inf anywhere makes the sum NaN or inf; an overflowing sum only sends the frame one by one
+    return xs if min(xs) > 0.0 and sum(xs) < _INF else None
+
+
+def side_column(values: list, buyer_maker: dict[str, bool]) -> list[bool]:
+    """``buyer_maker`` of each side value (a value not in the table raises: one by one)."""
+    return list(map(buyer_maker.__getitem__, values))
+
+
+def time_column(guard: UnitGuard, values: list) -> list[int]:
+    """Epoch times (ints or integer strings) → µs, exactly as ``guard.to_us(int(v))`` value by value.
+
+    The trades of one frame mostly share a time: each distinct value is converted once (once
+    the guard has checked the field's unit, converting has no side effects). Call it last,
+    when nothing else can send the frame one by one: the unit checks count values.
+    """
+    ints = {v: int(v) for v in set(values)}  # raises before any unit check
+    if guard.checks:
+        return [guard.to_us(ints[v]) for v in values]
+    us = {v: guard.to_us(i) for v, i in ints.items()}
+    return list(map(us.__getitem__, values))
+
+
+def rfc3339_column(values: list[str]) -> list[int]:
+    """RFC 3339 times → epoch µs; each distinct string parsed once (a sweep of the book shares one time)."""
+    us = {s: rfc3339_us(s) for s in set(values)}
+    return list(map(us.__getitem__, values))

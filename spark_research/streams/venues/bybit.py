@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from spark_research.streams.adapters import MalformedMessage, Trade
+from spark_research.streams.adapters import MalformedMessage, Trade, TradeBatch
 from spark_research.streams.timeunits import UnitGuard
 from spark_research.streams.venues.base import (
     BookMsg,
@@ -40,16 +40,23 @@ from spark_research.streams.venues.base import (
     HttpGet,
     VenueBook,
     VenueProtocol,
+    by_symbol,
     canonical,
+    frame_trades,
+    id_column,
     level,
     malformed_guard,
     positive,
+    positive_column,
+    side_column,
+    time_column,
     trade_id,
 )
 
 DEPTH = 50
 REST_LIMIT = 60
 ARGS_PER_REQUEST = 10
+_BUYER_MAKER = {"Buy": False, "Sell": True}
 
 
 class BybitProtocol(VenueProtocol):
@@ -96,9 +103,8 @@ class BybitProtocol(VenueProtocol):
         topic = m.get("topic")
         if topic is not None:
             if topic.startswith("publicTrade."):
-                g = self.units["publicTrade.T"]
-                return Frame([Trade(canonical(d["s"]), trade_id(d["i"], "i"), positive(d["p"], "p"), positive(d["v"], "v"),
-                                    g.to_us(d["T"]), g.to_us(d["T"]), _side(d["S"]) == "Sell") for d in m["data"]], [])
+                trades, batches = frame_trades(m["data"], self._trade_columns, self._trades_one_by_one)
+                return Frame(trades, [], None, None, batches)
             if topic.startswith("orderbook."):
                 d = m["data"]
                 u = int(d["u"])
@@ -113,6 +119,25 @@ class BybitProtocol(VenueProtocol):
                 raise MalformedMessage("rejected", f"{op} failed: {m.get('ret_msg')!r}")
             return Frame([], [], None, "pong" if op in ("ping", "pong") else "subscribed")
         raise MalformedMessage("schema", f"no 'topic' or 'op' in {sorted(m)[:6]}")
+
+    def _trade_columns(self, data: list) -> list[TradeBatch] | None:
+        ids = id_column([d["i"] for d in data])
+        px = positive_column([d["p"] for d in data])
+        qty = positive_column([d["v"] for d in data])
+        bm = side_column([d["S"] for d in data], _BUYER_MAKER)
+        ts = [d["T"] for d in data]
+        if ids is None or px is None or qty is None or set(map(type, ts)) != {int}:
+            return None
+        return by_symbol([d["s"] for d in data], ids, px, qty, time_column(self.units["publicTrade.T"], ts), bm)
+
+    def _trades_one_by_one(self, data: list) -> list[Trade]:
+        g = self.units["publicTrade.T"]
+        out = []
+        for d in data:
+            sym, tid, px, qty = canonical(d["s"]), trade_id(d["i"], "i"), positive(d["p"], "p"), positive(d["v"], "v")
+            t = g.to_us(d["T"])
+            out.append(Trade(sym, tid, px, qty, t, t, _side(d["S"]) == "Sell"))
+        return out
 
     def book_check(self, book: VenueBook, msg: BookMsg) -> str:
         last = book.last_update_id

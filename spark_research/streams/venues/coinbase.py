@@ -34,21 +34,28 @@ from urllib.parse import urlencode
 
 import orjson
 
-from spark_research.streams.adapters import MalformedMessage, Trade
+from spark_research.streams.adapters import MalformedMessage, Trade, TradeBatch
 from spark_research.streams.timeunits import rfc3339_us, us_to_rfc3339
 from spark_research.streams.venues.base import (
     BookMsg,
     Frame,
     HttpGet,
     VenueProtocol,
+    by_symbol,
     canonical,
+    frame_trades,
+    id_column,
     level,
     malformed_guard,
     positive,
+    positive_column,
+    rfc3339_column,
+    side_column,
     trade_id,
 )
 
 REST_LIMIT = 1000
+_BUYER_MAKER = {"BUY": True, "SELL": False}  # the maker's side (see the module docstring)
 
 
 class CoinbaseProtocol(VenueProtocol):
@@ -92,14 +99,10 @@ class CoinbaseProtocol(VenueProtocol):
         if type(seq) is not int:
             raise MalformedMessage("invalid", f"field 'sequence_num' = {seq!r} must be an integer")
         if ch == "market_trades":
-            out = []
-            for ev in m["events"]:
-                for d in ev["trades"]:
-                    t = rfc3339_us(d["time"])
-                    out.append(Trade(canonical(d["product_id"]), trade_id(d["trade_id"], "trade_id"),
-                                     positive(d["price"], "price"), positive(d["size"], "size"), t, t,
-                                     _side(d["side"]) == "BUY"))
-            return Frame(out, [], seq)
+            events = m["events"]
+            data = events[0]["trades"] if len(events) == 1 else [d for ev in events for d in ev["trades"]]
+            trades, batches = frame_trades(data, _trade_columns, _trades_one_by_one)
+            return Frame(trades, [], seq, None, batches)
         if ch == "l2_data":
             ev_us = rfc3339_us(m["timestamp"])
             books = []
@@ -147,6 +150,25 @@ class CoinbaseProtocol(VenueProtocol):
         rows = self.parse_trades_rest(await get(self.trades_from_url(rest_base, symbol, from_id, REST_LIMIT, start, end)),
                                       symbol)
         return [t for t in rows if t.id >= from_id]
+
+
+def _trade_columns(data: list) -> list[TradeBatch] | None:
+    ids = id_column([d["trade_id"] for d in data])
+    px = positive_column([d["price"] for d in data])
+    size = positive_column([d["size"] for d in data])
+    bm = side_column([d["side"] for d in data], _BUYER_MAKER)
+    if ids is None or px is None or size is None:
+        return None
+    return by_symbol([d["product_id"] for d in data], ids, px, size, rfc3339_column([d["time"] for d in data]), bm)
+
+
+def _trades_one_by_one(data: list) -> list[Trade]:
+    out = []
+    for d in data:
+        t = rfc3339_us(d["time"])
+        out.append(Trade(canonical(d["product_id"]), trade_id(d["trade_id"], "trade_id"), positive(d["price"], "price"),
+                         positive(d["size"], "size"), t, t, _side(d["side"]) == "BUY"))
+    return out
 
 
 def _side(s: str) -> str:

@@ -37,23 +37,30 @@ from urllib.parse import urlencode
 
 import orjson
 
-from spark_research.streams.adapters import MalformedMessage, Trade
+from spark_research.streams.adapters import MalformedMessage, Trade, TradeBatch
 from spark_research.streams.timeunits import UnitGuard, rfc3339_us, us_to_rfc3339
 from spark_research.streams.venues.base import (
-    CONTROL,
     BookMsg,
+    CONTROL,
     Frame,
     HttpGet,
     VenueBook,
     VenueProtocol,
+    by_symbol,
     canonical,
+    frame_trades,
+    id_column,
     malformed_guard,
     positive,
+    positive_column,
+    rfc3339_column,
+    side_column,
     trade_id,
 )
 
 DEPTH = 10
 QTY_PRECISION = 8
+_BUYER_MAKER = {"buy": False, "sell": True}
 
 
 def _strip(s: str) -> str:
@@ -120,13 +127,8 @@ class KrakenProtocol(VenueProtocol):
             raise MalformedMessage("schema", f"frame is a {type(m).__name__}, expected an object")
         ch = m.get("channel")
         if ch == "trade":
-            out = []
-            for d in m["data"]:
-                sym = canonical(d["symbol"])
-                t = rfc3339_us(d["timestamp"])
-                out.append(Trade(sym, trade_id(d["trade_id"], "trade_id"), positive(d["price"], "price"),
-                                 positive(d["qty"], "qty"), t, t, _side(d["side"]) == "sell"))
-            return Frame(out, [])
+            trades, batches = frame_trades(m["data"], _trade_columns, _trades_one_by_one)
+            return Frame(trades, [], None, None, batches)
         if ch == "book":
             snap = m["type"] == "snapshot"
             books = []
@@ -184,6 +186,26 @@ class KrakenProtocol(VenueProtocol):
         rows = self.parse_trades_rest(await get(self.trades_from_url(rest_base, symbol, from_id, limit, since_us)),
                                       symbol)
         return [t for t in rows if t.id >= from_id]
+
+
+def _trade_columns(data: list) -> list[TradeBatch] | None:
+    ids = id_column([d["trade_id"] for d in data])
+    px = positive_column([d["price"] for d in data])
+    qty = positive_column([d["qty"] for d in data])
+    bm = side_column([d["side"] for d in data], _BUYER_MAKER)
+    if ids is None or px is None or qty is None:
+        return None
+    return by_symbol([d["symbol"] for d in data], ids, px, qty, rfc3339_column([d["timestamp"] for d in data]), bm)
+
+
+def _trades_one_by_one(data: list) -> list[Trade]:
+    out = []
+    for d in data:
+        sym = canonical(d["symbol"])
+        t = rfc3339_us(d["timestamp"])
+        out.append(Trade(sym, trade_id(d["trade_id"], "trade_id"), positive(d["price"], "price"),
+                         positive(d["qty"], "qty"), t, t, _side(d["side"]) == "sell"))
+    return out
 
 
 def _side(s: str) -> str:

@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from spark_research.streams.adapters import MalformedMessage, Trade
+from spark_research.streams.adapters import MalformedMessage, Trade, TradeBatch
 from spark_research.streams.timeunits import UnitGuard
 from spark_research.streams.venues.base import (
     BookMsg,
@@ -39,16 +39,23 @@ from spark_research.streams.venues.base import (
     HttpGet,
     VenueBook,
     VenueProtocol,
+    by_symbol,
     canonical,
     crc32_signed,
+    frame_trades,
+    id_column,
     level,
     malformed_guard,
     positive,
+    positive_column,
+    side_column,
+    time_column,
     trade_id,
 )
 
 CHECKSUM_LEVELS = 25
 REST_LIMIT = 100
+_BUYER_MAKER = {"buy": False, "sell": True}
 
 
 def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
@@ -109,10 +116,8 @@ class OkxProtocol(VenueProtocol):
         if "data" in m:
             ch = m["arg"]["channel"]
             if ch == "trades":
-                g = self.units["trades.ts"]
-                return Frame([Trade(canonical(d["instId"]), trade_id(d["tradeId"], "tradeId"), positive(d["px"], "px"),
-                                    positive(d["sz"], "sz"), g.to_us(int(d["ts"])), g.to_us(int(d["ts"])),
-                                    _side(d["side"]) == "sell") for d in m["data"]], [])
+                trades, batches = frame_trades(m["data"], self._trade_columns, self._trades_one_by_one)
+                return Frame(trades, [], None, None, batches)
             if ch == "books":
                 sym = canonical(m["arg"]["instId"])
                 snap = m["action"] == "snapshot"
@@ -128,6 +133,26 @@ class OkxProtocol(VenueProtocol):
         if ev == "error":
             raise MalformedMessage("rejected", f"code {m.get('code')!r}: {m.get('msg')!r}")
         raise MalformedMessage("schema", f"no 'data' or 'event' in {sorted(m)[:6]}")
+
+    def _trade_columns(self, data: list) -> list[TradeBatch] | None:
+        ids = id_column([d["tradeId"] for d in data])
+        px = positive_column([d["px"] for d in data])
+        sz = positive_column([d["sz"] for d in data])
+        bm = side_column([d["side"] for d in data], _BUYER_MAKER)
+        if ids is None or px is None or sz is None:
+            return None
+        ts = [d["ts"] for d in data]
+        return by_symbol([d["instId"] for d in data], ids, px, sz, time_column(self.units["trades.ts"], ts), bm)
+
+    def _trades_one_by_one(self, data: list) -> list[Trade]:
+        g = self.units["trades.ts"]
+        out = []
+        for d in data:
+            sym, tid = canonical(d["instId"]), trade_id(d["tradeId"], "tradeId")
+            px, sz = positive(d["px"], "px"), positive(d["sz"], "sz")
+            t = g.to_us(int(d["ts"]))
+            out.append(Trade(sym, tid, px, sz, t, t, _side(d["side"]) == "sell"))
+        return out
 
     def book_check(self, book: VenueBook, msg: BookMsg) -> str:
         last = book.last_update_id
