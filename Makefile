@@ -69,6 +69,7 @@ lab: data warm
 bench: data warm
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/optimizer.py
+	$(MAKE) --no-print-directory cryptofeed-venv || echo "no cryptofeed venv: bench/streams.py will say so"
 	$(BIN)/python bench/streams.py
 	$(BIN)/python bench/gates.py --n 20000
 	$(BIN)/python bench/export.py
@@ -78,6 +79,17 @@ bench: data warm
 	$(BIN)/python bench/risk.py --record
 	$(BIN)/python bench/scale.py
 	$(MAKE) --no-print-directory bench-table
+
+# cryptofeed, bench/streams.py's peer, in its own throwaway venv (bench/cryptofeed_peer.py runs there): it
+# builds from its sdist (a C compiler, ~45 s), so it stays out of the bench extra that every `make install` pulls.
+CF_VENV ?= /tmp/cfvenv
+.PHONY: cryptofeed-venv
+cryptofeed-venv: $(CF_VENV)/.installed
+$(CF_VENV)/.installed: constraints.txt
+	$(PY) -m venv $(CF_VENV)
+	$(CF_VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(CF_VENV)/bin/pip install --quiet -c constraints.txt "cryptofeed==2.4.1"
+	touch $@
 
 # The README's benchmark table, from bench/results.json (stdlib only: no install needed).
 .PHONY: bench-table

@@ -16,9 +16,25 @@ trade stream is connected (``--min-clients 1``).
    replay unthrottled against the bare loop over the same four connections (subscribe, receive,
    orjson.loads, count trades); latency at 10k msg/s in total (2.5k per venue) with the books on,
    venue trade time → persisted (OKX and Bybit stamp trades in whole milliseconds, so their
-   latencies read up to 1 ms high). cryptofeed is not measured: see ``CRYPTOFEED_NOTE``.
+   latencies read up to 1 ms high).
+4. cryptofeed (after the venues, or alone: ``--only cryptofeed``): our multi-venue ingest against
+   cryptofeed 2.4.1 on the three venues whose protocol it speaks in the version replayed here
+   (Coinbase Advanced Trade ``market_trades``, OKX v5 ``trades``, Bybit v5 spot ``publicTrade``;
+   not Kraken: see ``CRYPTOFEED_NOTE``), 25 symbols each by default, the same tape, fresh replays per run,
+   unthrottled; throughput and the paired ratio ours/cryptofeed (target ≥ 2×). cryptofeed runs in
+   ``bench/cryptofeed_peer.py`` under its own interpreter (``--cryptofeed-python``, default
+   ``/tmp/cfvenv/bin/python``; ``make cryptofeed-venv`` creates it): it is not in the ``bench``
+   extra because it builds from its sdist (Cython, yapic.json, order_book: a C compiler and ~45 s on
+   every ``make install``, i.e. every CI run and fresh clone) and pulls uvloop, aiofile, aiodns and
+   pycares into the project's environment for a figure only ``make bench`` prints. It installs
+   cleanly against ``constraints.txt`` (websockets 17.4, aiohttp 3.14.5: the versions our ingest
+   runs on). The peer points it at loopback (``bench/cryptofeed_peer.py`` says how) and counts
+   trades in its callback, alone (``count``: its floor) and appending each trade to a list
+   (``list``: the least a user does); our ingest validates, gap-checks, builds bars and commits
+   every trade to SQLite. cryptofeed keeps its default uvloop event loop; our ingest runs on asyncio's.
 
-Targets (SPEC): ingest latency P95 < 5 ms at 10k msg/s; throughput ≥ 50 % of the bare loop.
+Targets (SPEC, issue 14): ingest latency P95 < 5 ms at 10k msg/s; throughput ≥ 50 % of the bare loop
+and ≥ 2× cryptofeed.
 Each side runs ``--runs`` times (default 5), bare loop and ingest back to back: every figure is the
 median [min–max] over the runs (a latency percentile is taken within each run, then over runs)
 and the throughput ratio is the median [min–max] of the per-pair ratios. Never asserts on wall
@@ -26,7 +42,8 @@ time, but exits 1 if the ingest's stored ids differ from the exchange's (results
 Figures of a default run go to ``bench/results.json``.
 
 Run: ``.venv/bin/python bench/streams.py`` (about 2 minutes for the Binance section, 4 more for the
-venues; ``--only binance|venues`` runs one, not recorded; ``--quick``, smaller runs, not recorded).
+venues, 2 more against cryptofeed; ``--only binance|venues|cryptofeed`` runs one, not recorded;
+``--quick``, smaller runs, not recorded).
 """
 from __future__ import annotations
 
@@ -54,13 +71,18 @@ from spark_research.streams.ingest import IngestClient, IngestConfig  # noqa: E4
 from spark_research.streams.multi import build_multi_ingest  # noqa: E402
 from spark_research.streams.venues import VENUES, get_venue  # noqa: E402
 
-#: Why cryptofeed is not in the venue section (printed with the figures).
+#: The venues cryptofeed is measured on: it speaks their protocol in the version the replay serves.
+CRYPTOFEED_VENUES = ("coinbase", "okx", "bybit")
+#: Which venues cryptofeed is compared on, and why not the others (printed with the figures).
 CRYPTOFEED_NOTE = (
-    "cryptofeed (2.4.1, checked from its sdist) not measured: its feeds hard-code wss:// endpoints as class "
-    "attributes and, before connecting, download each venue's full symbol list from the venue's REST API "
-    "(Kraken /0/public/AssetPairs, OKX /api/v5/public/instruments x5, Bybit and Coinbase product lists), "
-    "and its Kraken feed speaks WebSocket v1, not the v2 protocol replayed here; pointing it at loopback "
-    "needs those REST endpoints and Kraken v1 served by the replay, not done yet")
+    "cryptofeed 2.4.1 compared on Coinbase (Advanced Trade market_trades), OKX (v5 trades) and Bybit (v5 spot "
+    "publicTrade): the same protocol versions as the replay; its wss:// class endpoints are replaced by the "
+    "replay's ws:// URLs and its symbol cache is filled up front (no REST call), see bench/cryptofeed_peer.py. "
+    "Not on Kraken: cryptofeed's Kraken feed speaks WebSocket v1 (wss://ws.kraken.com, event/subscribe, "
+    "array frames), the replay serves v2 (method/subscribe, JSON objects)")
+#: One command line that creates the peer's interpreter (what ``make cryptofeed-venv`` runs).
+CRYPTOFEED_VENV_CMD = ("python3 -m venv /tmp/cfvenv && /tmp/cfvenv/bin/pip install -c constraints.txt "
+                       "cryptofeed==2.4.1")
 
 
 class Exchange:
@@ -125,12 +147,12 @@ async def ingest_run(ex: Exchange, depth: bool, timeout: float) -> tuple[float, 
 class VenueExchanges:
     """One ``spark stream replay --venue`` process per venue, ``per_venue`` symbols each (started in parallel)."""
 
-    def __init__(self, per_venue: int, n_per_symbol: int, rate_per_venue: float):
+    def __init__(self, per_venue: int, n_per_symbol: int, rate_per_venue: float, venues: tuple[str, ...] = VENUES):
         self.symbols = {v: [f"S{i:02d}{'USD' if v in ('coinbase', 'kraken') else 'USDT'}" for i in range(per_venue)]
-                        for v in VENUES}
+                        for v in venues}
         self.n = n_per_symbol
         self.procs, self.urls = {}, {}
-        for v in VENUES:
+        for v in venues:
             cmd = [sys.executable, "-m", "spark_research.cli", "stream", "replay", "--venue", v, "--symbols",
                    ",".join(self.symbols[v]), "--port", "0", "--n", str(n_per_symbol), "--rate", str(rate_per_venue),
                    "--min-clients", "1"]
@@ -192,7 +214,7 @@ async def bare_venues(ex: VenueExchanges, timeout: float) -> float:
                     got += k
                     t_last = time.perf_counter()
 
-    await asyncio.gather(*(one(v) for v in VENUES))
+    await asyncio.gather(*(one(v) for v in ex.symbols))
     return got / max(t_last - t0[0], 1e-9)
 
 
@@ -266,7 +288,6 @@ def venues_section(args, recording: bool) -> bool:
           f"P50 {p[50]:.3f}  P95 {p[95]:.3f}  P99 {p[99]:.3f}")
     print(f"venues P95 target < 5 ms    : {'PASS' if p[95].median < 5 else 'MISS'} ({p[95].median:.3f} ms)")
     print(f"venues results agree (every symbol stored ids 1..n): {'yes' if ok else 'NO'}")
-    print(CRYPTOFEED_NOTE)
     if recording and ok:
         at = f"{nsym} symbols / 4 venues"
         record("streams", f"multi-venue ingest throughput ({at})", ingest, "msg/s",
@@ -275,6 +296,96 @@ def venues_section(args, recording: bool) -> bool:
         for q in (50, 95, 99):
             record("streams", f"multi-venue ingest at {args.rate / 1000:g}k msg/s ({at}), trade time → persisted, "
                               f"P{q}", p[q], "ms", target="< 5 ms" if q == 95 else None)
+    return cryptofeed_section(args, recording) and ok
+
+
+def cryptofeed_run(ex: VenueExchanges, python: str, mode: str, timeout: float) -> dict:
+    """``bench/cryptofeed_peer.py`` on ``ex``'s venues: its JSON (trades, seconds, msg_per_s, complete, errors)."""
+    cmd = [python, str(ROOT / "bench" / "cryptofeed_peer.py"), "--n", str(ex.n), "--mode", mode,
+           "--timeout", str(timeout)]
+    for v, syms in ex.symbols.items():
+        proto = get_venue(v)
+        cmd += ["--venue", v, proto.ws_url(ex.urls[v][0]), ",".join(proto.native(s) for s in syms)]
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout + 60)
+    except subprocess.TimeoutExpired:
+        return {"complete": False, "errors": [f"the peer did not exit within {timeout + 60:.0f} s"]}
+    try:
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"complete": False, "errors": [f"exit {res.returncode}: {res.stderr.strip()[-500:]}"]}
+
+
+def cryptofeed_section(args, recording: bool) -> bool:
+    """Our multi-venue ingest against cryptofeed on ``CRYPTOFEED_VENUES``, paired runs. False if ours lost trades."""
+    python = args.cryptofeed_python
+    if not Path(python).is_file():
+        print(f"cryptofeed not measured: no interpreter at {python}; create it with `make cryptofeed-venv` or: "
+              f"{CRYPTOFEED_VENV_CMD}")
+        print(CRYPTOFEED_NOTE)
+        return True
+    per_venue = args.venue_symbols // len(VENUES)  # as in the 4-venue figures: same symbols, same tape
+    n = max(1, args.venue_n // (per_venue * len(VENUES)))
+    ok, peer_ok = True, {"count": True, "list": True}
+    ours: list[float] = []
+    bare: list[float] = []
+    peer: dict[str, list[float]] = {"count": [], "list": []}
+    version = "?"
+    for run in range(args.runs):  # back to back: each run's four see the same machine state
+        ex = VenueExchanges(per_venue, n, 1_000_000, CRYPTOFEED_VENUES)
+        try:
+            bare.append(asyncio.run(bare_venues(ex, 120)))
+        finally:
+            ex.close()
+        ex = VenueExchanges(per_venue, n, 1_000_000, CRYPTOFEED_VENUES)
+        try:
+            tp, _, good = asyncio.run(ingest_venues(ex, depth=False, timeout=120))
+            ours.append(tp)
+            if not good:
+                print("!! venue ingest (vs cryptofeed) did not store every trade id of every symbol")
+                ok = False
+        finally:
+            ex.close()
+        for mode in ("count", "list"):
+            ex = VenueExchanges(per_venue, n, 1_000_000, CRYPTOFEED_VENUES)
+            try:
+                out = cryptofeed_run(ex, python, mode, 120)
+            finally:
+                ex.close()
+            if out.get("complete"):
+                peer[mode].append(out["msg_per_s"])
+                version = out.get("cryptofeed", version)
+            else:
+                print(f"!! cryptofeed ({mode}) run {run + 1} incomplete: {out.get('trades')} of {out.get('expected')} "
+                      f"trades; {'; '.join(out.get('errors') or [])}")
+                peer_ok[mode] = False
+        print(f"  cryptofeed comparison run {run + 1}/{args.runs} done", file=sys.stderr)
+    nsym = per_venue * len(CRYPTOFEED_VENUES)
+    load = os.getloadavg()
+    print(f"== vs cryptofeed: {nsym} symbols over {', '.join(CRYPTOFEED_VENUES)} ({n} trades each, unthrottled), "
+          f"median [min–max] of {args.runs} runs, load average {load[0]:.1f} on {os.cpu_count()} cores")
+    print(CRYPTOFEED_NOTE)
+    spread = Spread.of(ours)
+    print(f"{'bare loop, same connections':<38}: {Spread.of(bare):,.0f} msg/s (the replays' ceiling)")
+    print(f"{'multi-venue ingest (SQLite)':<38}: {spread:,.0f} msg/s; ours/bare (paired) {ratios(ours, bare):.2f}")
+    labels = {"count": f"cryptofeed {version}, callback counts", "list": f"cryptofeed {version}, appends to a list"}
+    ratio = {}
+    for mode, label in labels.items():
+        if not peer_ok[mode]:
+            print(f"{label:<38}: not measured (a run did not receive every trade)")
+            continue
+        ratio[mode] = ratios(ours, peer[mode])
+        print(f"{label:<38}: {Spread.of(peer[mode]):,.0f} msg/s; ours/cryptofeed (paired) {ratio[mode]:.2f}  "
+              f"(target >= 2: {'PASS' if ratio[mode].median >= 2 else 'MISS'})")
+    if recording and ok and len(ratio) == 2:
+        at = f"{nsym} symbols / {len(CRYPTOFEED_VENUES)} venues"
+        # the headline ratio is against cryptofeed's floor (a callback that only counts), the strictest peer
+        record("streams", f"multi-venue ingest throughput vs cryptofeed ({at})", spread, "msg/s",
+               peer=labels["count"], ratio=ratio["count"], target="≥ 2×",
+               note=(f"{ratio['list'].median:.2f}× [{ratio['list'].min:.2f}–{ratio['list'].max:.2f}] "
+                     f"{labels['list']}"))
+        for mode, label in labels.items():
+            record("streams", f"{label} ({at})", Spread.of(peer[mode]), "msg/s")
     return ok
 
 
@@ -290,7 +401,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=MIN_RUNS, help="runs per side, throughput and latency (default 5)")
     ap.add_argument("--quick", action="store_true", help="30k messages, 2 s latency runs; not recorded")
     ap.add_argument("--no-record", action="store_true", help="do not write bench/results.json")
-    ap.add_argument("--only", choices=("binance", "venues"), default=None, help="run one section only")
+    ap.add_argument("--only", choices=("binance", "venues", "cryptofeed"), default=None,
+                    help="run one section only (not recorded)")
+    ap.add_argument("--cryptofeed-python", default=os.environ.get("SPARK_CRYPTOFEED_PYTHON", "/tmp/cfvenv/bin/python"),
+                    help="interpreter with cryptofeed installed (make cryptofeed-venv)")
     ap.add_argument("--venue-symbols", type=int, default=100, help="symbols over the 4 venues (venue section)")
     ap.add_argument("--venue-n", type=int, default=100_000, help="messages per venue throughput run, all venues")
     args = ap.parse_args()
@@ -300,6 +414,8 @@ def main() -> int:
     recording = not (args.quick or args.no_record or args.only) and args.runs >= MIN_RUNS
     if args.only == "venues":
         return 0 if venues_section(args, recording) else 1
+    if args.only == "cryptofeed":
+        return 0 if cryptofeed_section(args, recording) else 1
 
     ok = True
     bare_tp, ing_tp = [], []
