@@ -61,8 +61,6 @@ SHARED_METRICS = ("model_", "feature_drift_")
 SYNC_S = 0.2
 
 
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())

@@ -67,6 +67,7 @@ class PaperLiveSession:
         #: the pre-trade risk engine this session marks on every bar: set when the session put the
         #: venue behind one itself; None when ``venue`` came already guarded (its owner marks it)
         self.risk = None
+        self._now_ns = 0  #: the last bar's time: the clock of a risk engine the session made itself
         self.venue = self._guarded(venue, risk)
         self.paper_fills: list[Fill] = []
         self.live_fills: list[Fill] = []
@@ -99,8 +100,6 @@ class PaperLiveSession:
     def _bar_clock(self) -> int:
         """The session's time: the last bar's (a replay is deterministic, throttles included)."""
         return self._now_ns
-
-    _now_ns = 0
 
     @classmethod
     def create(cls, strategy: str, symbol: str, book: GateBook, venue: ExecutionVenue, *,
